@@ -1,0 +1,202 @@
+// Package protocoltest runs protocol handlers on loopback for tests: a recording
+// Session, and TCP/UDP servers that serve one handler the way the sensor does (a
+// session per connection or per UDP flow, deadlines, close after return).
+package protocoltest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pcapot/pcapot/protocols"
+)
+
+// Session records events; it implements protocols.Session.
+type Session struct {
+	id            string
+	local, remote netip.AddrPort
+	log           *slog.Logger
+
+	mu     sync.Mutex
+	events []protocols.Event
+}
+
+var _ protocols.Session = (*Session)(nil)
+
+// NewSession returns a recording session with the given addresses.
+func NewSession(t testing.TB, local, remote netip.AddrPort) *Session {
+	return &Session{
+		id:     fmt.Sprintf("test-%s-%s", local, remote),
+		local:  local,
+		remote: remote,
+		log:    slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
+	}
+}
+
+func (s *Session) ID() string             { return s.id }
+func (s *Session) Local() netip.AddrPort  { return s.local }
+func (s *Session) Remote() netip.AddrPort { return s.remote }
+func (s *Session) Logger() *slog.Logger   { return s.log }
+
+// Emit records e.
+func (s *Session) Emit(e protocols.Event) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.events = append(s.events, e)
+}
+
+// Events returns a copy of the events recorded so far.
+func (s *Session) Events() []protocols.Event {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]protocols.Event(nil), s.events...)
+}
+
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Helper()
+	w.t.Log(string(p))
+	return len(p), nil
+}
+
+// Env returns a handler Env for tests with a fixed identity and boot time.
+func Env(t testing.TB, id *protocols.Identity) protocols.Env {
+	return protocols.Env{
+		Identity: id,
+		Logger:   slog.New(slog.NewTextHandler(testWriter{t}, nil)),
+		Boot:     time.Now().Add(-time.Hour),
+		Now:      time.Now,
+	}
+}
+
+// Server is a loopback server for one handler. Sessions lists the sessions it served.
+type Server struct {
+	Addr netip.AddrPort
+
+	mu       sync.Mutex
+	sessions []*Session
+	errs     []error
+}
+
+// Sessions returns the sessions served so far.
+func (s *Server) Sessions() []*Session {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]*Session(nil), s.sessions...)
+}
+
+// Errors returns the errors handlers returned so far.
+func (s *Server) Errors() []error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]error(nil), s.errs...)
+}
+
+func (s *Server) add(sess *Session) {
+	s.mu.Lock()
+	s.sessions = append(s.sessions, sess)
+	s.mu.Unlock()
+}
+
+func (s *Server) fail(err error) {
+	if err == nil {
+		return
+	}
+	s.mu.Lock()
+	s.errs = append(s.errs, err)
+	s.mu.Unlock()
+}
+
+// ServeTCP serves h on addr ("127.0.0.1:0" when empty) until the test ends.
+func ServeTCP(t testing.TB, addr string, h protocols.StreamHandler) *Server {
+	t.Helper()
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatalf("listen: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	srv := &Server{Addr: netip.MustParseAddrPort(ln.Addr().String())}
+	var wg sync.WaitGroup
+	t.Cleanup(func() {
+		cancel()
+		ln.Close()
+		wg.Wait()
+	})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			sess := NewSession(t, netip.MustParseAddrPort(c.LocalAddr().String()), netip.MustParseAddrPort(c.RemoteAddr().String()))
+			srv.add(sess)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				srv.fail(h.ServeStream(ctx, sess, c))
+			}()
+		}
+	}()
+	return srv
+}
+
+// ServeUDP serves h on addr ("127.0.0.1:0" when empty) until the test ends; datagrams
+// from one remote address share a session.
+func ServeUDP(t testing.TB, addr string, h protocols.DatagramHandler) *Server {
+	t.Helper()
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	pc, err := net.ListenPacket("udp", addr)
+	if err != nil {
+		t.Fatalf("listen: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	srv := &Server{Addr: netip.MustParseAddrPort(pc.LocalAddr().String())}
+	done := make(chan struct{})
+	t.Cleanup(func() {
+		cancel()
+		pc.Close()
+		<-done
+	})
+	go func() {
+		defer close(done)
+		flows := map[netip.AddrPort]*Session{}
+		buf := make([]byte, 65536)
+		for {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				if errors.Is(err, net.ErrClosed) {
+					return
+				}
+				continue
+			}
+			remote := netip.MustParseAddrPort(from.String())
+			sess, ok := flows[remote]
+			if !ok {
+				sess = NewSession(t, srv.Addr, remote)
+				flows[remote] = sess
+				srv.add(sess)
+			}
+			reply := func(b []byte) error {
+				_, err := pc.WriteTo(b, from)
+				return err
+			}
+			srv.fail(h.ServeDatagram(ctx, sess, buf[:n], reply))
+		}
+	}()
+	return srv
+}
