@@ -1,0 +1,232 @@
+package sensor
+
+import (
+	"context"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/pcapot/pcapot/incidents"
+	"github.com/pcapot/pcapot/protocols"
+)
+
+// finish joins the capture engine's finished parts with their sessions and hands each
+// complete session to the uploader. It returns when the queue is closed and drained.
+func (s *Sensor) finish() {
+	for {
+		f, ok := s.finished.pop()
+		if !ok {
+			return
+		}
+		s.mu.Lock()
+		sess := s.sessions[f.ID]
+		s.mu.Unlock()
+		if sess == nil {
+			s.log.Warn("capture finished a session the sensor does not know", "session", f.ID)
+			continue
+		}
+		if !sess.addPart(f) {
+			continue
+		}
+		s.complWG.Add(1)
+		go func() {
+			defer s.complWG.Done()
+			// The last packets usually arrive after the handler returned; if the capture
+			// finished first (RST, idle), give the handler a moment to record its events.
+			select {
+			case <-sess.handlerOK:
+			case <-time.After(5 * time.Second):
+			}
+			s.complete(sess)
+		}()
+	}
+}
+
+// complete builds the session's incident and submits pcap(s) and bundle for upload.
+func (s *Sensor) complete(sess *session) {
+	defer func() {
+		s.mu.Lock()
+		delete(s.sessions, sess.id)
+		ip := sess.tuple.Client.Addr()
+		if s.perIP[ip]--; s.perIP[ip] <= 0 {
+			delete(s.perIP, ip)
+		}
+		s.mu.Unlock()
+	}()
+	events, dropped, parts := sess.snapshot()
+	first := parts[0]
+	start := first.Start
+	if start.IsZero() {
+		start = sess.started
+	}
+	pcapKey, bundleKey, err := incidents.Keys(s.sensor.ID, start, sess.id)
+	if err != nil {
+		sess.log.Error("incident keys", "err", err)
+		return
+	}
+	is := incidents.Session{
+		ID:             sess.id,
+		Protocol:       sess.spec.Name,
+		Service:        sess.spec.Service,
+		Transport:      string(sess.spec.Transport),
+		Client:         sess.tuple.Client,
+		Server:         sess.tuple.Server,
+		Start:          start,
+		Filter:         first.Filter.Expr,
+		FilterBytecode: first.Filter.Bytecode(),
+		EventsDropped:  dropped,
+	}
+	var objs []incidents.Object
+	for _, p := range parts {
+		key := pcapKey
+		if p.Part > 1 {
+			key = incidents.PartKey(pcapKey, p.Part)
+		}
+		sum := hex.EncodeToString(p.SHA256[:])
+		is.PCAPs = append(is.PCAPs, incidents.PCAP{
+			Key: key, URL: s.store.URL(key), SHA256: sum, Size: int64(len(p.PCAP)), MimeType: p.MimeType, Part: p.Part,
+		})
+		objs = append(objs, incidents.Object{Key: key, Body: p.PCAP, Meta: incidents.Meta{ContentType: p.MimeType, SHA256: sum, Size: int64(len(p.PCAP))}})
+		is.ClientPackets += int64(p.ClientPackets)
+		is.ServerPackets += int64(p.ServerPackets)
+		is.ClientBytes += p.ClientBytes
+		is.ServerBytes += p.ServerBytes
+		is.Drops += p.Drops
+		is.PossiblyIncomplete = is.PossiblyIncomplete || p.PossiblyIncomplete
+		if p.End.After(is.End) {
+			is.End = p.End
+		}
+		is.Reason = p.Reason
+	}
+	if is.End.Before(is.Start) {
+		is.End = is.Start
+	}
+	for _, e := range events {
+		is.Events = append(is.Events, toIncidentEvent(e))
+	}
+	b, err := incidents.Build(s.sensor, is, time.Now())
+	if err != nil {
+		sess.log.Error("build incident", "err", err)
+		return
+	}
+	body, err := b.MarshalJSON()
+	if err != nil {
+		sess.log.Error("encode incident", "err", err)
+		return
+	}
+	if err := s.uploader.Submit(context.Background(), objs, bundleKey, body); err != nil {
+		sess.log.Error("spool incident: evidence kept in memory only until exit", "err", err)
+		return
+	}
+	sess.log.Info("session end",
+		"remote", sess.tuple.Client.String(), "reason", is.Reason,
+		"packets", is.ClientPackets+is.ServerPackets, "bytes", is.ClientBytes+is.ServerBytes,
+		"events", len(events), "possibly_incomplete", is.PossiblyIncomplete, "pcap", pcapKey)
+}
+
+func toIncidentEvent(e protocols.Event) incidents.Event {
+	return incidents.Event{
+		Time: e.Time, Protocol: e.Protocol, Op: e.Op, Code: e.Code, Unit: e.Unit, Area: e.Area,
+		Address: e.Address, Quantity: e.Quantity, Data: e.Data, Exception: e.Exception,
+		Write: e.Write, Detail: e.Detail,
+	}
+}
+
+// OpenStore opens the configured store: S3 when an endpoint is set, else the folder.
+func OpenStore(ctx context.Context, cfg *Config) (incidents.Store, error) {
+	if cfg.S3.Endpoint == "" {
+		st, err := incidents.NewFolderStore(cfg.Data)
+		if err != nil {
+			return nil, fmt.Errorf("folder store %s: %w", cfg.Data, err)
+		}
+		return st, nil
+	}
+	sctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	st, err := incidents.NewS3Store(sctx, incidents.S3Config{
+		Endpoint:  cfg.S3.Endpoint,
+		Bucket:    cfg.S3.Bucket,
+		AccessKey: cfg.S3.AccessKey,
+		SecretKey: cfg.S3.SecretKey,
+		Region:    cfg.S3.Region,
+		Insecure:  cfg.S3.Insecure,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+func spoolDir(cfg *Config) string { return filepath.Join(cfg.Data, "spool") }
+
+// connection tracking, so that shutdown can close live connections.
+func (s *Sensor) trackConn(id string, c net.Conn) {
+	s.connsMu.Lock()
+	if s.conns == nil {
+		s.conns = map[string]net.Conn{}
+	}
+	s.conns[id] = c
+	s.connsMu.Unlock()
+}
+
+func (s *Sensor) untrackConn(id string) {
+	s.connsMu.Lock()
+	delete(s.conns, id)
+	s.connsMu.Unlock()
+}
+
+func (s *Sensor) closeConns() {
+	s.connsMu.Lock()
+	defer s.connsMu.Unlock()
+	for _, c := range s.conns {
+		c.Close()
+	}
+}
+
+// queue is an unbounded FIFO: the capture engine must never block on its consumer.
+type queue[T any] struct {
+	mu     sync.Mutex
+	cond   *sync.Cond
+	items  []T
+	closed bool
+}
+
+func newQueue[T any]() *queue[T] {
+	q := &queue[T]{}
+	q.cond = sync.NewCond(&q.mu)
+	return q
+}
+
+func (q *queue[T]) push(v T) {
+	q.mu.Lock()
+	q.items = append(q.items, v)
+	q.mu.Unlock()
+	q.cond.Signal()
+}
+
+func (q *queue[T]) close() {
+	q.mu.Lock()
+	q.closed = true
+	q.mu.Unlock()
+	q.cond.Broadcast()
+}
+
+// pop blocks for the next item; false once closed and empty.
+func (q *queue[T]) pop() (T, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for len(q.items) == 0 && !q.closed {
+		q.cond.Wait()
+	}
+	var zero T
+	if len(q.items) == 0 {
+		return zero, false
+	}
+	v := q.items[0]
+	q.items[0] = zero
+	q.items = q.items[1:]
+	return v, true
+}

@@ -1,0 +1,81 @@
+package sensor
+
+import (
+	"log/slog"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/pcapot/pcapot/capture"
+	"github.com/pcapot/pcapot/protocols"
+)
+
+// session is one attacker session: one TCP connection or one UDP flow. The handler
+// emits events into it; the capture engine's Finished parts are joined to it by id.
+type session struct {
+	id      string
+	spec    protocols.Spec
+	tuple   capture.Tuple
+	started time.Time
+	log     *slog.Logger
+
+	maxEvents int
+
+	mu        sync.Mutex
+	events    []protocols.Event
+	dropped   int
+	parts     []*capture.Finished
+	finished  bool          // the capture engine emitted the last part
+	handlerOK chan struct{} // closed when the handler returned
+}
+
+var _ protocols.Session = (*session)(nil)
+
+func (s *session) ID() string             { return s.id }
+func (s *session) Local() netip.AddrPort  { return s.tuple.Server }
+func (s *session) Remote() netip.AddrPort { return s.tuple.Client }
+func (s *session) Logger() *slog.Logger   { return s.log }
+
+// Emit records e, stamping its time and protocol when the handler left them empty.
+func (s *session) Emit(e protocols.Event) {
+	if e.Time.IsZero() {
+		e.Time = time.Now()
+	}
+	if e.Protocol == "" {
+		e.Protocol = s.spec.Name
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.events) >= s.maxEvents {
+		s.dropped++
+		return
+	}
+	s.events = append(s.events, e)
+}
+
+// handlerDone marks the handler as returned; safe to call once.
+func (s *session) handlerDone() { close(s.handlerOK) }
+
+// addPart stores a finished capture part and reports whether it was the last one.
+func (s *session) addPart(f *capture.Finished) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.parts = append(s.parts, f)
+	if f.Last {
+		s.finished = true
+	}
+	return f.Last
+}
+
+func (s *session) isFinished() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.finished
+}
+
+// snapshot returns the events and parts recorded so far.
+func (s *session) snapshot() ([]protocols.Event, int, []*capture.Finished) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]protocols.Event(nil), s.events...), s.dropped, append([]*capture.Finished(nil), s.parts...)
+}
