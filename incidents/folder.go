@@ -143,9 +143,9 @@ func (f *FolderStore) Get(ctx context.Context, key string) ([]byte, Meta, error)
 	m := Meta{Size: int64(len(body))}
 	if sc != nil {
 		m.ContentType, m.SHA256 = sc.ContentType, sc.SHA256
-		if got := sha256Hex(body); got != sc.SHA256 {
-			return nil, m, fmt.Errorf("incidents: folder store: get %s: %w: content hashes to %s, stored SHA-256 is %s", key, ErrHashMismatch, got, sc.SHA256)
-		}
+	}
+	if err := verifyStored(body, m.SHA256); err != nil {
+		return nil, m, fmt.Errorf("incidents: folder store: get %s: %w", key, err)
 	}
 	return body, m, nil
 }

@@ -224,10 +224,8 @@ func (s *S3Store) Get(ctx context.Context, key string) ([]byte, Meta, error) {
 		return nil, Meta{}, s.explain("get "+key, err)
 	}
 	m := Meta{ContentType: info.ContentType, SHA256: storedSHA256(info), Size: int64(len(body))}
-	if m.SHA256 != "" {
-		if got := sha256Hex(body); got != m.SHA256 {
-			return nil, m, fmt.Errorf("incidents: S3 get %s: %w: content hashes to %s, stored SHA-256 is %s", key, ErrHashMismatch, got, m.SHA256)
-		}
+	if err := verifyStored(body, m.SHA256); err != nil {
+		return nil, m, fmt.Errorf("incidents: S3 get %s: %w", key, err)
 	}
 	return body, m, nil
 }

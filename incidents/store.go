@@ -106,3 +106,14 @@ func sealMeta(key string, body []byte, m Meta) (Meta, error) {
 	m.SHA256, m.Size = sum, int64(len(body))
 	return m, nil
 }
+
+// verifyStored checks body against the SHA-256 stored with it ("" when none was).
+func verifyStored(body []byte, stored string) error {
+	if stored == "" {
+		return nil
+	}
+	if got := sha256Hex(body); got != stored {
+		return fmt.Errorf("%w: content hashes to %s, stored SHA-256 is %s", ErrHashMismatch, got, stored)
+	}
+	return nil
+}
