@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/pcapot/pcapot/protocols"
@@ -353,8 +354,11 @@ func (h *Handler) ServeStream(ctx context.Context, s protocols.Session, conn net
 		r:    bufio.NewReaderSize(conn, 4096),
 	}
 	err := c.serve()
+	// The peer hanging up, resetting or going silent ends a session normally.
 	if err == nil || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
-		errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, net.ErrClosed) || ctx.Err() != nil {
+		errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, net.ErrClosed) ||
+		errors.Is(err, io.ErrClosedPipe) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, syscall.EPIPE) || ctx.Err() != nil {
 		return nil
 	}
 	return fmt.Errorf("s7comm: %w", err)
