@@ -1,0 +1,1065 @@
+// Package http emulates the embedded web server of the device persona: HTTP/1.0 and
+// HTTP/1.1 with keep-alive and pipelining on one TCP connection that the sensor accepted,
+// pages rendered from the shared protocols.Identity, a login form whose attempts become
+// events, and the status codes, headers and error pages of an embedded server.
+//
+// The handler serves the connection itself rather than through net/http.Server: the
+// sensor owns the listener and the session, and the emulator must control every byte it
+// answers (status line, header order, error pages) and every limit it enforces.
+package http
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"html/template"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/pcapot/pcapot/protocols"
+)
+
+// Spec returns the registry entry of the HTTP emulator.
+func Spec() protocols.Spec {
+	return protocols.Spec{
+		Name:      "http",
+		Transport: protocols.TCP,
+		Port:      80,
+		Service:   "http",
+		NewConfig: func() any { return NewConfig() },
+		New: func(env protocols.Env, cfg any) (any, error) {
+			c, ok := cfg.(*Config)
+			if !ok {
+				return nil, fmt.Errorf("http: %w: config is %T, want *http.Config", protocols.ErrConfig, cfg)
+			}
+			return New(env, c)
+		},
+	}
+}
+
+// Config is the persona's web server. NewConfig fills it with the defaults of a Siemens
+// SIMATIC S7-1200 class web server; the persona's "http" section is decoded over it.
+type Config struct {
+	// Server is the Server header value. Empty omits the header, as the S7-1200 does.
+	Server string `yaml:"server"`
+	// Date sends a Date header with the current time on every response.
+	Date bool `yaml:"date"`
+	// Options is how OPTIONS on a known path is answered: "allow" (200 with Allow) or
+	// "not_allowed" (405 with Allow, as Siemens S7 web servers do).
+	Options string `yaml:"options"`
+	// Headers are extra header lines sent verbatim on every response, e.g.
+	// "X-Frame-Options: SAMEORIGIN".
+	Headers []string `yaml:"headers"`
+
+	// IdleTimeout bounds the wait for the first byte of a request.
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// HeaderTimeout bounds the whole request head, from its first byte (slowloris).
+	HeaderTimeout time.Duration `yaml:"header_timeout"`
+	// BodyTimeout bounds the whole request body, from the end of the head.
+	BodyTimeout time.Duration `yaml:"body_timeout"`
+	// WriteTimeout bounds writing one response.
+	WriteTimeout time.Duration `yaml:"write_timeout"`
+	// MaxHeaderBytes bounds the request head (431 beyond it).
+	MaxHeaderBytes int `yaml:"max_header_bytes"`
+	// MaxURIBytes bounds the request-target (414 beyond it).
+	MaxURIBytes int `yaml:"max_uri_bytes"`
+	// MaxHeaders bounds the number of header fields (431 beyond it).
+	MaxHeaders int `yaml:"max_headers"`
+	// MaxBodyBytes bounds a request body (413 beyond it).
+	MaxBodyBytes int `yaml:"max_body_bytes"`
+	// MaxRequests is the number of requests served on one connection before it is closed.
+	MaxRequests int `yaml:"max_requests"`
+	// EventDataBytes bounds the request body copied into an event; the pcap has all of it.
+	EventDataBytes int `yaml:"event_data_bytes"`
+
+	// Pages is the web site. It replaces the default site as a whole.
+	Pages []Page `yaml:"pages"`
+	// ErrorPages are the pages of error statuses (404, 405, 400...), merged over the
+	// defaults; ErrorPage answers the statuses that have none.
+	ErrorPages map[int]Content `yaml:"error_pages"`
+	ErrorPage  Content         `yaml:"error_page"`
+}
+
+// Content is one response: status line, content type, extra headers and a body that is an
+// html/template executed with a View.
+type Content struct {
+	// Status is the status code; 0 means 200 for pages and the error's own code for
+	// error pages.
+	Status int `yaml:"status"`
+	// Reason is the reason phrase; empty means the RFC 9110 phrase.
+	Reason string `yaml:"reason"`
+	// ContentType is the Content-Type value; empty omits the header unless Headers
+	// has a Content-Type line.
+	ContentType string `yaml:"content_type"`
+	// Headers are extra header lines sent verbatim in order after Content-Type,
+	// Content-Length, Connection and Allow, e.g. "Location: /Default.mwsl". A
+	// Content-Type line here is sent verbatim in ContentType's place (for a device
+	// that writes "Content-Type:text/html").
+	Headers []string `yaml:"headers"`
+	// Body is an html/template executed with a View.
+	Body string `yaml:"body"`
+}
+
+// Page is one resource of the web site.
+type Page struct {
+	// Path is the percent-decoded path the page answers, e.g. "/Portal/Portal.mwsl".
+	Path string `yaml:"path"`
+	// Query, when set, is one "key=value" parameter that selects this page among the
+	// pages of the same path (e.g. "PriNav=Ident"). A request whose query matches no
+	// page of the path gets the first page listed for it.
+	Query string `yaml:"query"`
+	// Methods are the methods the page answers; default GET. GET implies HEAD.
+	Methods []string `yaml:"methods"`
+	// Content is what the page answers.
+	Content `yaml:",inline"`
+	// Login makes POST a login attempt: the username becomes an event field and the
+	// answer is the login's (failure) content.
+	Login *Login `yaml:"login"`
+}
+
+// Login describes a login form target.
+type Login struct {
+	// UsernameField and PasswordField are the form field names.
+	UsernameField string `yaml:"username_field"`
+	PasswordField string `yaml:"password_field"`
+	// Content answers every attempt: no credentials are valid. The View has Username
+	// and LoginFailed set.
+	Content `yaml:",inline"`
+}
+
+// View is the data that page templates are executed with. Method, Path, Query and
+// Username are attacker text; html/template escapes them for their context.
+type View struct {
+	Identity protocols.Identity
+	// Now is the current time, Boot the device's boot time, Uptime the difference.
+	Now, Boot time.Time
+	Uptime    time.Duration
+	// Method, Path (as sent, percent-encoded) and Query (without '?') of the request.
+	Method, Path, Query string
+	// Status and Reason of the response (for error pages).
+	Status int
+	Reason string
+	// Username is the submitted user name and LoginFailed is true in a login answer.
+	Username    string
+	LoginFailed bool
+}
+
+// Options modes.
+const (
+	OptionsAllow      = "allow"
+	OptionsNotAllowed = "not_allowed"
+)
+
+// standardMethods are the methods of RFC 9110 and RFC 5789; any other method token is
+// answered with 501.
+var standardMethods = []string{"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"}
+
+// NewConfig returns the defaults: a SIMATIC S7-1200 class web server. "/" redirects to
+// /Default.mwsl (the redirect nmap's service fingerprints know for the S7-1200), the
+// portal start page carries the login form posted to /FormLogin with the fields Login
+// and Password, the identification page lists the persona, and error pages follow the
+// Siemens embedded server's "<path> / <code> : <REASON>" layout.
+func NewConfig() *Config {
+	return &Config{
+		Date:           true,
+		Options:        OptionsNotAllowed,
+		IdleTimeout:    30 * time.Second,
+		HeaderTimeout:  10 * time.Second,
+		BodyTimeout:    30 * time.Second,
+		WriteTimeout:   10 * time.Second,
+		MaxHeaderBytes: 8192,
+		MaxURIBytes:    2048,
+		MaxHeaders:     64,
+		MaxBodyBytes:   64 << 10,
+		MaxRequests:    100,
+		EventDataBytes: 4096,
+		Pages: []Page{
+			{Path: "/", Content: Content{Status: 302, Reason: "Object Moved",
+				Headers: []string{"Content-Type:text/html", "Location: /Default.mwsl"}}},
+			{Path: "/Default.mwsl", Content: Content{ContentType: htmlType, Body: introPage}},
+			{Path: "/Portal/Portal.mwsl", Content: Content{ContentType: htmlType, Body: startPage}},
+			{Path: "/Portal/Portal.mwsl", Query: "PriNav=Start", Content: Content{ContentType: htmlType, Body: startPage}},
+			{Path: "/Portal/Portal.mwsl", Query: "PriNav=Ident", Content: Content{ContentType: htmlType, Body: identPage}},
+			{Path: "/FormLogin", Methods: []string{"POST"}, Login: &Login{
+				UsernameField: "Login", PasswordField: "Password",
+				Content: Content{ContentType: htmlType, Body: startPage},
+			}},
+		},
+		ErrorPages: map[int]Content{},
+		ErrorPage:  Content{ContentType: "text/html", Body: errorPage},
+	}
+}
+
+// Handler serves the web site on one connection per ServeStream call; it is safe for
+// concurrent use.
+type Handler struct {
+	cfg     Config
+	lim     Limits
+	id      protocols.Identity
+	boot    time.Time
+	now     func() time.Time
+	paths   map[string][]*page
+	errs    map[int]*content
+	errAny  *content
+	allowed string // every method of the site, for OPTIONS * and CONNECT
+	extra   []string
+}
+
+var _ protocols.StreamHandler = (*Handler)(nil)
+
+type content struct {
+	status int
+	reason string
+	ctype  string   // the Content-Type line, "" for none
+	lines  []string // the other header lines
+	body   *template.Template
+}
+
+type page struct {
+	query      url.Values
+	methods    []string
+	allow      string
+	content    *content
+	login      *content
+	user, pass string
+}
+
+const htmlType = "text/html; charset=utf-8"
+
+// New checks cfg and compiles the site's templates.
+func New(env protocols.Env, cfg *Config) (*Handler, error) {
+	if cfg == nil {
+		cfg = NewConfig()
+	}
+	if env.Identity == nil {
+		return nil, fmt.Errorf("http: %w: no device identity", protocols.ErrConfig)
+	}
+	h := &Handler{
+		cfg:   *cfg,
+		lim:   Limits{MaxHeaderBytes: cfg.MaxHeaderBytes, MaxURIBytes: cfg.MaxURIBytes, MaxHeaders: cfg.MaxHeaders},
+		id:    *env.Identity,
+		boot:  env.Boot,
+		now:   env.Now,
+		paths: map[string][]*page{},
+		errs:  map[int]*content{},
+	}
+	if h.now == nil {
+		h.now = time.Now
+	}
+	if h.boot.IsZero() {
+		h.boot = h.now()
+	}
+	if err := h.compile(); err != nil {
+		return nil, fmt.Errorf("http: %w: %w", protocols.ErrConfig, err)
+	}
+	return h, nil
+}
+
+func (h *Handler) compile() error {
+	c := &h.cfg
+	switch {
+	case c.Options != OptionsAllow && c.Options != OptionsNotAllowed:
+		return fmt.Errorf("options %q: want %q or %q", c.Options, OptionsAllow, OptionsNotAllowed)
+	case c.IdleTimeout <= 0 || c.HeaderTimeout <= 0 || c.BodyTimeout <= 0 || c.WriteTimeout <= 0:
+		return errors.New("idle_timeout, header_timeout, body_timeout and write_timeout must be positive")
+	case c.MaxHeaderBytes < 256 || c.MaxHeaderBytes > 1<<20:
+		return fmt.Errorf("max_header_bytes %d: want 256 to 1048576", c.MaxHeaderBytes)
+	case c.MaxURIBytes < 16 || c.MaxURIBytes > c.MaxHeaderBytes:
+		return fmt.Errorf("max_uri_bytes %d: want 16 to max_header_bytes", c.MaxURIBytes)
+	case c.MaxHeaders < 1 || c.MaxHeaders > 1000:
+		return fmt.Errorf("max_headers %d: want 1 to 1000", c.MaxHeaders)
+	case c.MaxBodyBytes < 0 || c.MaxBodyBytes > 64<<20:
+		return fmt.Errorf("max_body_bytes %d: want 0 to 67108864", c.MaxBodyBytes)
+	case c.MaxRequests < 1:
+		return fmt.Errorf("max_requests %d: want at least 1", c.MaxRequests)
+	case c.EventDataBytes < 0:
+		return fmt.Errorf("event_data_bytes %d: want 0 or more", c.EventDataBytes)
+	case len(c.Pages) == 0:
+		return errors.New("pages: the site has no pages")
+	}
+	if err := checkValue("server", c.Server); err != nil {
+		return err
+	}
+	var err error
+	var ctype string
+	if ctype, h.extra, err = parseHeaders("headers", c.Headers); err != nil {
+		return err
+	}
+	if ctype != "" {
+		return errors.New("headers: Content-Type is set per page")
+	}
+	every := map[string]bool{}
+	for i, p := range c.Pages {
+		pg, err := compilePage(p)
+		if err != nil {
+			return fmt.Errorf("pages[%d] (%s): %w", i, p.Path, err)
+		}
+		for _, q := range h.paths[p.Path] {
+			if urlValuesEqual(q.query, pg.query) {
+				return fmt.Errorf("pages[%d]: duplicate path %q with query %q", i, p.Path, p.Query)
+			}
+		}
+		if c.Options == OptionsAllow {
+			pg.allow += ", OPTIONS"
+		}
+		h.paths[p.Path] = append(h.paths[p.Path], pg)
+		for _, m := range pg.methods {
+			every[m] = true
+		}
+	}
+	if c.Options == OptionsAllow {
+		every["OPTIONS"] = true
+	}
+	var all []string
+	for _, m := range standardMethods {
+		if every[m] {
+			all = append(all, m)
+		}
+	}
+	h.allowed = strings.Join(all, ", ")
+	for code, ct := range c.ErrorPages {
+		if code < 400 || code > 599 {
+			return fmt.Errorf("error_pages: status %d is not an error", code)
+		}
+		if ct.Status == 0 {
+			ct.Status = code
+		}
+		if h.errs[code], err = compileContent(fmt.Sprintf("error_pages[%d]", code), ct); err != nil {
+			return err
+		}
+	}
+	if h.errAny, err = compileContent("error_page", c.ErrorPage); err != nil {
+		return err
+	}
+	return nil
+}
+
+func compilePage(p Page) (*page, error) {
+	if !strings.HasPrefix(p.Path, "/") {
+		return nil, errors.New("path must start with /")
+	}
+	pg := &page{}
+	if p.Query != "" {
+		q, err := url.ParseQuery(p.Query)
+		if err != nil || len(q) != 1 {
+			return nil, fmt.Errorf("query %q: want one key=value", p.Query)
+		}
+		pg.query = q
+	}
+	methods := p.Methods
+	if len(methods) == 0 {
+		methods = []string{"GET"}
+	}
+	for _, m := range methods {
+		switch {
+		case !slices.Contains(standardMethods, m):
+			return nil, fmt.Errorf("method %q: want one of %s", m, strings.Join(standardMethods, ", "))
+		case m == "OPTIONS" || m == "CONNECT" || m == "TRACE":
+			return nil, fmt.Errorf("method %s is answered by the server, not by pages", m)
+		}
+		if !slices.Contains(pg.methods, m) {
+			pg.methods = append(pg.methods, m)
+		}
+		if m == "GET" && !slices.Contains(pg.methods, "HEAD") {
+			pg.methods = append(pg.methods, "HEAD")
+		}
+	}
+	pg.allow = strings.Join(pg.methods, ", ")
+	ct := p.Content
+	if ct.Status == 0 {
+		ct.Status = 200
+	}
+	var err error
+	if pg.content, err = compileContent("page", ct); err != nil {
+		return nil, err
+	}
+	if p.Login != nil {
+		if !slices.Contains(pg.methods, "POST") {
+			return nil, errors.New("login needs method POST")
+		}
+		if p.Login.UsernameField == "" || p.Login.PasswordField == "" {
+			return nil, errors.New("login needs username_field and password_field")
+		}
+		pg.user, pg.pass = p.Login.UsernameField, p.Login.PasswordField
+		lc := p.Login.Content
+		if lc.Status == 0 {
+			lc.Status = 200
+		}
+		if pg.login, err = compileContent("login", lc); err != nil {
+			return nil, err
+		}
+	}
+	return pg, nil
+}
+
+// reservedHeaders are written by the server itself.
+var reservedHeaders = []string{"content-length", "transfer-encoding", "connection", "date", "server", "content-type", "allow"}
+
+func compileContent(name string, c Content) (*content, error) {
+	if c.Status != 0 && (c.Status < 200 || c.Status > 599) {
+		return nil, fmt.Errorf("%s: status %d: want 200 to 599", name, c.Status)
+	}
+	if (c.Status == 204 || c.Status == 304) && c.Body != "" {
+		return nil, fmt.Errorf("%s: status %d cannot have a body", name, c.Status)
+	}
+	if err := checkValue(name+" reason", c.Reason); err != nil {
+		return nil, err
+	}
+	if err := checkValue(name+" content_type", c.ContentType); err != nil {
+		return nil, err
+	}
+	ctype, lines, err := parseHeaders(name+" headers", c.Headers)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case ctype != "" && c.ContentType != "":
+		return nil, fmt.Errorf("%s: both content_type and a Content-Type header line", name)
+	case c.ContentType != "":
+		ctype = "Content-Type: " + c.ContentType
+	}
+	ct := &content{status: c.Status, reason: c.Reason, ctype: ctype, lines: lines}
+	if c.Body != "" {
+		ct.body, err = template.New(name).Funcs(funcs).Parse(c.Body)
+		if err != nil {
+			return nil, fmt.Errorf("%s body: %w", name, err)
+		}
+	}
+	return ct, nil
+}
+
+// parseHeaders checks header lines and keeps them verbatim; a Content-Type line is
+// returned apart.
+func parseHeaders(name string, lines []string) (ctype string, out []string, err error) {
+	for _, l := range lines {
+		l = strings.Trim(l, " \t")
+		n, v, ok := strings.Cut(l, ":")
+		if !ok || !isToken(n) {
+			return "", nil, fmt.Errorf("%s: %q is not a \"Name: value\" line", name, l)
+		}
+		if err := checkValue(name, v); err != nil {
+			return "", nil, err
+		}
+		switch lower := strings.ToLower(n); {
+		case lower == "content-type" && ctype == "":
+			ctype = l
+		case slices.Contains(reservedHeaders, lower):
+			return "", nil, fmt.Errorf("%s: %s is set by the server", name, n)
+		default:
+			out = append(out, l)
+		}
+	}
+	return ctype, out, nil
+}
+
+func checkValue(name, v string) error {
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c != '\t' && (c < ' ' || c == 0x7f) {
+			return fmt.Errorf("%s: control byte 0x%02x in %q", name, c, v)
+		}
+	}
+	return nil
+}
+
+func urlValuesEqual(a, b url.Values) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if !slices.Equal(v, b[k]) {
+			return false
+		}
+	}
+	return true
+}
+
+var funcs = template.FuncMap{
+	// dhms formats a duration as "3d 04:05:06".
+	"dhms": func(d time.Duration) string {
+		if d < 0 {
+			d = 0
+		}
+		s := int64(d / time.Second)
+		return fmt.Sprintf("%dd %02d:%02d:%02d", s/86400, s/3600%24, s/60%60, s%60)
+	},
+	"upper": strings.ToUpper,
+}
+
+// ServeStream serves requests on conn until the peer closes it, a limit or timeout ends
+// it, or ctx is cancelled. io.EOF, timeouts and resets are a normal end (nil).
+func (h *Handler) ServeStream(ctx context.Context, s protocols.Session, nc net.Conn) error {
+	c := &conn{h: h, s: s, nc: nc, ctx: ctx}
+	stop := context.AfterFunc(ctx, func() { _ = nc.SetDeadline(time.Now()) })
+	defer stop()
+	for n := 1; ; n++ {
+		keep, err := c.serveOne(n >= h.cfg.MaxRequests)
+		if err != nil {
+			if quiet(err) || ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("http: %w", err)
+		}
+		if !keep {
+			c.lingerClose()
+			return nil
+		}
+	}
+}
+
+// Lingering close: after the last response, the peer may still be sending (a refused
+// body, pipelined requests). Closing with unread bytes makes the kernel send a reset
+// that can destroy the response before the client reads it, so the write side is shut
+// first and what still arrives is read and dropped for a short, bounded while.
+const (
+	lingerTime  = 500 * time.Millisecond
+	lingerBytes = 256 << 10
+)
+
+func (c *conn) lingerClose() {
+	cw, ok := c.nc.(interface{ CloseWrite() error })
+	if !ok || cw.CloseWrite() != nil {
+		return
+	}
+	if c.nc.SetReadDeadline(time.Now().Add(lingerTime)) != nil || c.ctx.Err() != nil {
+		return
+	}
+	buf := make([]byte, 4096)
+	for n := 0; n < lingerBytes; {
+		m, err := c.nc.Read(buf)
+		n += m
+		if err != nil {
+			return
+		}
+	}
+}
+
+// quiet reports whether err is a normal end of a session.
+func quiet(err error) bool {
+	var ne net.Error
+	return errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || errors.Is(err, os.ErrDeadlineExceeded) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) ||
+		(errors.As(err, &ne) && ne.Timeout())
+}
+
+// conn is the state of one connection.
+type conn struct {
+	h   *Handler
+	s   protocols.Session
+	nc  net.Conn
+	ctx context.Context
+	buf []byte // received, not yet consumed bytes
+	out []byte
+}
+
+// reply is the answer to one request.
+type reply struct {
+	content *content
+	status  int
+	allow   string
+	view    View
+	close   bool
+	noBody  bool
+}
+
+// exchange is what one request produced, for its event.
+type exchange struct {
+	req      *Request
+	raw      []byte // head bytes, for requests that could not be parsed
+	body     []byte
+	username string
+	login    bool
+	errText  string
+}
+
+// serveOne reads and answers one request; keep is false when the connection must close.
+func (c *conn) serveOne(last bool) (keep bool, err error) {
+	req, headLen, err := c.readHead()
+	if err != nil {
+		return false, c.failHead(err)
+	}
+	x := exchange{req: req}
+	if req.BadExpect {
+		c.consume(headLen)
+		return false, c.finish(&x, c.errorReply(req, 417, true))
+	}
+	body, total, err := c.readBody(req, headLen)
+	if err != nil {
+		// Record the part of the body that arrived.
+		x.body = c.buf[headLen:min(len(c.buf), headLen+c.h.cfg.EventDataBytes)]
+		return false, c.failBody(&x, err)
+	}
+	x.body = bytes.Clone(body)
+	c.consume(total)
+	r := c.route(&x)
+	r.close = r.close || !req.KeepAlive || last
+	return !r.close, c.finish(&x, r)
+}
+
+// failHead answers a head that could not be read or parsed.
+func (c *conn) failHead(err error) error {
+	if len(c.buf) == 0 {
+		// Idle timeout, EOF or cancellation between requests: nothing to answer.
+		return err
+	}
+	x := exchange{raw: c.buf[:min(len(c.buf), c.h.cfg.MaxHeaderBytes)], errText: errorText(err)}
+	switch code := StatusOf(err); {
+	case code != 0:
+		return c.finish(&x, c.errorReply(nil, code, true))
+	case isTimeout(err) && c.ctx.Err() == nil:
+		return c.finish(&x, c.errorReply(nil, 408, true))
+	default:
+		// The peer closed (or the sensor stopped) inside a head: record what came.
+		c.emit(&x, 0)
+		return err
+	}
+}
+
+// failBody answers a body that could not be read or decoded.
+func (c *conn) failBody(x *exchange, err error) error {
+	x.errText = errorText(err)
+	switch code := StatusOf(err); {
+	case code != 0:
+		return c.finish(x, c.errorReply(x.req, code, true))
+	case isTimeout(err) && c.ctx.Err() == nil:
+		return c.finish(x, c.errorReply(x.req, 408, true))
+	default:
+		c.emit(x, 0)
+		return err
+	}
+}
+
+func errorText(err error) string {
+	switch {
+	case StatusOf(err) != 0:
+		return err.Error()
+	case isTimeout(err):
+		return "timeout"
+	case errors.Is(err, io.EOF):
+		return "connection closed inside request"
+	}
+	return "read failed"
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, os.ErrDeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
+}
+
+// readHead reads until c.buf starts with a complete head, within the idle timeout for
+// the first byte and the header timeout for the whole head.
+func (c *conn) readHead() (*Request, int, error) {
+	var start time.Time
+	for {
+		if len(c.buf) > 0 {
+			req, n, err := ParseHead(c.buf, c.h.lim)
+			if !errors.Is(err, ErrIncomplete) {
+				return req, n, err
+			}
+			if start.IsZero() {
+				start = time.Now()
+			}
+		}
+		deadline := time.Now().Add(c.h.cfg.IdleTimeout)
+		if !start.IsZero() {
+			deadline = start.Add(c.h.cfg.HeaderTimeout)
+		}
+		if err := c.fill(deadline, c.h.cfg.MaxHeaderBytes); err != nil {
+			return nil, 0, err
+		}
+	}
+}
+
+// readBody reads the body that follows a head of headLen bytes within the body
+// timeout. It returns the (decoded) body and the length of the whole request.
+func (c *conn) readBody(req *Request, headLen int) ([]byte, int, error) {
+	deadline := time.Now().Add(c.h.cfg.BodyTimeout)
+	max := c.h.cfg.MaxBodyBytes
+	if req.Chunked {
+		d := ChunkedBody{Max: max}
+		// The encoded body may carry framing overhead on top of the data.
+		limit := headLen + 2*max + maxChunkLine + maxTrailerBytes
+		for asked := false; ; {
+			n, err := d.Decode(c.buf[headLen:])
+			if err == nil {
+				return d.Body, headLen + n, nil
+			}
+			if !errors.Is(err, ErrIncomplete) {
+				return nil, 0, err
+			}
+			if len(c.buf) >= limit {
+				return nil, 0, fmt.Errorf("%w: chunked encoding over %d bytes", ErrBodyTooLarge, limit-headLen)
+			}
+			if req.Continue && !asked {
+				asked = true
+				if err := c.writeContinue(); err != nil {
+					return nil, 0, err
+				}
+			}
+			if err := c.fill(deadline, limit); err != nil {
+				return nil, 0, err
+			}
+		}
+	}
+	if req.ContentLength <= 0 {
+		return nil, headLen, nil
+	}
+	if req.ContentLength > int64(max) {
+		return nil, 0, fmt.Errorf("%w: Content-Length %d over %d", ErrBodyTooLarge, req.ContentLength, max)
+	}
+	need := headLen + int(req.ContentLength)
+	if len(c.buf) < need && req.Continue {
+		if err := c.writeContinue(); err != nil {
+			return nil, 0, err
+		}
+	}
+	for len(c.buf) < need {
+		if err := c.fill(deadline, need); err != nil {
+			return nil, 0, err
+		}
+	}
+	return c.buf[headLen:need], need, nil
+}
+
+// fill reads once into c.buf, at most up to limit bytes buffered.
+func (c *conn) fill(deadline time.Time, limit int) error {
+	if err := c.nc.SetReadDeadline(deadline); err != nil {
+		return err
+	}
+	// Checked after setting the deadline: a cancellation that comes later resets it.
+	if err := c.ctx.Err(); err != nil {
+		return err
+	}
+	n := min(limit-len(c.buf), 4096)
+	if n <= 0 {
+		return fmt.Errorf("%w: buffer full", ErrHeaderTooLarge)
+	}
+	c.buf = slices.Grow(c.buf, n)
+	m, err := c.nc.Read(c.buf[len(c.buf) : len(c.buf)+n])
+	c.buf = c.buf[:len(c.buf)+m]
+	if m > 0 {
+		return nil // a pending error comes back on the next read
+	}
+	if err == nil {
+		err = io.ErrNoProgress
+	}
+	return err
+}
+
+// consume drops the first n buffered bytes; pipelined bytes after them stay.
+func (c *conn) consume(n int) {
+	c.buf = c.buf[:copy(c.buf, c.buf[n:])]
+}
+
+func (c *conn) writeContinue() error {
+	if err := c.nc.SetWriteDeadline(time.Now().Add(c.h.cfg.WriteTimeout)); err != nil {
+		return err
+	}
+	_, err := c.nc.Write([]byte("HTTP/1.1 100 Continue\r\n\r\n"))
+	return err
+}
+
+// route picks the answer to a complete request.
+func (c *conn) route(x *exchange) reply {
+	req, h := x.req, c.h
+	if !slices.Contains(standardMethods, req.Method) {
+		return c.errorReply(req, 501, false)
+	}
+	switch req.Form {
+	case AsteriskForm:
+		return c.optionsReply(req, h.allowed)
+	case AuthorityForm:
+		r := c.errorReply(req, 405, false)
+		r.allow = h.allowed
+		return r
+	}
+	path, err := url.PathUnescape(req.Path)
+	if err != nil {
+		x.errText = "invalid percent-encoding in path"
+		return c.errorReply(req, 400, false)
+	}
+	pages := h.paths[path]
+	if len(pages) == 0 {
+		return c.errorReply(req, 404, false)
+	}
+	pg := selectPage(pages, req.Query)
+	switch {
+	case req.Method == "OPTIONS":
+		return c.optionsReply(req, pg.allow)
+	case !slices.Contains(pg.methods, req.Method):
+		r := c.errorReply(req, 405, false)
+		r.allow = pg.allow
+		return r
+	case req.Method == "POST" && pg.login != nil:
+		x.login = true
+		form, _ := url.ParseQuery(string(x.body)) // a malformed form still yields its good pairs
+		x.username = truncate(form.Get(pg.user), 256)
+		v := c.view(req, pg.login.status)
+		v.Username, v.LoginFailed = x.username, true
+		return reply{content: pg.login, status: pg.login.status, view: v}
+	}
+	return reply{content: pg.content, status: pg.content.status, view: c.view(req, pg.content.status)}
+}
+
+// selectPage returns the page whose query parameter the request carries, else the first.
+func selectPage(pages []*page, rawQuery string) *page {
+	if len(pages) > 1 && rawQuery != "" {
+		q, _ := url.ParseQuery(rawQuery)
+		for _, p := range pages {
+			for k, v := range p.query {
+				if slices.Contains(q[k], v[0]) {
+					return p
+				}
+			}
+		}
+	}
+	return pages[0]
+}
+
+func (c *conn) optionsReply(req *Request, allow string) reply {
+	if c.h.cfg.Options == OptionsAllow {
+		return reply{content: &content{status: 200}, status: 200, allow: allow, view: c.view(req, 200)}
+	}
+	r := c.errorReply(req, 405, false)
+	r.allow = allow
+	return r
+}
+
+// errorReply answers status with the device's error page.
+func (c *conn) errorReply(req *Request, status int, closeConn bool) reply {
+	ct := c.h.errs[status]
+	if ct == nil {
+		ct = c.h.errAny
+	}
+	return reply{content: ct, status: status, view: c.view(req, status), close: closeConn}
+}
+
+func (c *conn) view(req *Request, status int) View {
+	now := c.h.now()
+	v := View{Identity: c.h.id, Now: now, Boot: c.h.boot, Uptime: now.Sub(c.h.boot), Status: status, Reason: StatusText(status)}
+	if req != nil {
+		v.Method, v.Path, v.Query = req.Method, req.Path, req.Query
+	}
+	return v
+}
+
+// finish renders and writes r, then records the event.
+func (c *conn) finish(x *exchange, r reply) error {
+	err := c.write(x.req, r)
+	c.emit(x, r.status)
+	return err
+}
+
+const dateFormat = "Mon, 02 Jan 2006 15:04:05 GMT"
+
+func (c *conn) write(req *Request, r reply) error {
+	h := c.h
+	reason := r.content.reason
+	if reason == "" || r.status != r.content.status {
+		reason = StatusText(r.status)
+	}
+	var body []byte
+	if r.content.body != nil {
+		var b bytes.Buffer
+		r.view.Reason = reason
+		if err := r.content.body.Execute(&b, r.view); err != nil {
+			// The persona's template is broken: say so in the log (the error names the
+			// template, not the request) and answer like a failing embedded server.
+			c.s.Logger().Warn("http: page template failed", "status", r.status, "err", err)
+			r = reply{content: &content{}, status: 500, close: true}
+			reason = StatusText(500)
+		} else {
+			body = b.Bytes()
+		}
+	}
+	minor := 1
+	if req != nil {
+		minor = req.Minor
+	}
+	// Header order of the S7-1200's answers: Content-Type, Content-Length, Connection,
+	// then the page's own lines (Location...).
+	lines := make([]string, 0, 8+len(r.content.lines)+len(h.extra))
+	if r.content.ctype != "" {
+		lines = append(lines, r.content.ctype)
+	}
+	if r.status != 204 && r.status != 304 {
+		lines = append(lines, "Content-Length: "+strconv.Itoa(len(body)))
+	}
+	switch {
+	case r.close:
+		lines = append(lines, "Connection: close")
+	case minor == 0:
+		lines = append(lines, "Connection: keep-alive")
+	}
+	if r.allow != "" {
+		lines = append(lines, "Allow: "+r.allow)
+	}
+	lines = append(lines, r.content.lines...)
+	lines = append(lines, h.extra...)
+	if h.cfg.Date {
+		lines = append(lines, "Date: "+h.now().UTC().Format(dateFormat))
+	}
+	if h.cfg.Server != "" {
+		lines = append(lines, "Server: "+h.cfg.Server)
+	}
+	if req != nil && req.Method == "HEAD" {
+		body = nil
+	}
+	c.out = AppendResponse(c.out[:0], &Response{Minor: minor, Status: r.status, Reason: reason, Header: lines, Body: body})
+	if err := c.nc.SetWriteDeadline(time.Now().Add(h.cfg.WriteTimeout)); err != nil {
+		return err
+	}
+	_, err := c.nc.Write(c.out)
+	return err
+}
+
+// emit records one request as an event.
+func (c *conn) emit(x *exchange, status int) {
+	ev := protocols.Event{
+		Time:     c.h.now(),
+		Protocol: "http",
+		Op:       "http_request",
+		Code:     status,
+		Unit:     -1,
+		Detail:   map[string]string{},
+	}
+	set := func(k, v string) {
+		if v != "" {
+			ev.Detail[k] = v
+		}
+	}
+	data := x.body
+	if r := x.req; r != nil {
+		ev.Area = r.Path
+		set("method", r.Method)
+		set("version", r.Version())
+		set("query", r.Query)
+		set("host", r.Host)
+		set("user_agent", r.Get("User-Agent"))
+		set("content_type", r.Get("Content-Type"))
+		if r.Form != OriginForm {
+			set("target", r.Target)
+		}
+	} else {
+		data = x.raw
+	}
+	if x.login {
+		ev.Detail["username"] = x.username
+	}
+	set("error", x.errText)
+	if len(data) > c.h.cfg.EventDataBytes {
+		data = data[:c.h.cfg.EventDataBytes]
+	}
+	if len(data) > 0 {
+		ev.Data = bytes.Clone(data)
+	}
+	c.s.Emit(ev)
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
+// The default site. The markup is this package's own; paths, form field names and the
+// error page layout are those of the device class.
+const (
+	pageHead = `<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta http-equiv="content-type" content="text/html; charset=UTF-8">
+<meta http-equiv="Cache-Control" content="no-cache">
+<meta http-equiv="Pragma" content="no-cache">
+<meta http-equiv="Expires" content="-1">
+<title>{{.Identity.Product}} - {{.Identity.ModuleName}}</title>
+<style>
+body{margin:0;font-family:Arial,Helvetica,sans-serif;font-size:12px;color:#000;background:#fff}
+#top{height:46px;background:#fff;border-bottom:1px solid #a0a0a0;padding:0 16px}
+#top .brand{float:left;font-size:22px;font-weight:bold;color:#009999;line-height:46px;letter-spacing:2px}
+#top .product{float:right;line-height:46px;color:#4c4c4c}
+#bar{background:#d7dfe8;padding:4px 16px;color:#1e1e1e}
+#nav{float:left;width:190px;padding:12px 8px}
+#nav a{display:block;padding:3px 6px;color:#1e1e1e;text-decoration:none}
+#nav a.on{font-weight:bold;background:#e6ebf0}
+#login{border:1px solid #a0a0a0;padding:6px;margin-bottom:12px}
+#login input[type=text],#login input[type=password]{width:160px}
+#main{margin-left:214px;padding:12px 16px}
+table.t{border-collapse:collapse}
+table.t td{padding:3px 12px 3px 0;vertical-align:top}
+.err{color:#c00000;margin:4px 0}
+#intro{width:520px;margin:60px auto;border:1px solid #a0a0a0;padding:24px}
+</style>
+</head>
+`
+	portalTop = `<body>
+<div id="top"><span class="brand">{{upper .Identity.Vendor}}</span><span class="product">{{.Identity.Product}} {{.Identity.Model}}</span></div>
+<div id="bar">{{.Identity.Hostname}} / {{.Identity.ModuleName}}<span style="float:right">{{.Now.Format "02.01.2006 15:04:05"}}</span></div>
+<div id="nav">
+<form id="login" action="/FormLogin" method="post">
+{{if .LoginFailed}}<div class="err">Login failed.</div>{{end}}
+<div>Name</div><input type="text" name="Login" value="{{.Username}}" autocomplete="off">
+<div>Password</div><input type="password" name="Password" value="" autocomplete="off">
+<input type="hidden" name="Redirection" value="/Portal/Portal.mwsl?PriNav=Start">
+<div><input type="submit" value="Log in"></div>
+</form>
+`
+	portalBottom = `</div>
+</body>
+</html>
+`
+	introPage = pageHead + `<body>
+<div id="top"><span class="brand">{{upper .Identity.Vendor}}</span><span class="product">{{.Identity.Product}}</span></div>
+<div id="intro">
+<h2>{{.Identity.ModuleName}}</h2>
+<p>{{.Identity.Model}}</p>
+<form action="/Portal/Portal.mwsl" method="get">
+<input type="hidden" name="PriNav" value="Start">
+<input type="submit" value="ENTER">
+</form>
+</div>
+</body>
+</html>
+`
+	startPage = pageHead + portalTop + `<a class="on" href="/Portal/Portal.mwsl?PriNav=Start">Start page</a>
+<a href="/Portal/Portal.mwsl?PriNav=Ident">Identification</a>
+</div>
+<div id="main">
+<h3>Start page</h3>
+<table class="t">
+<tr><td>Station name:</td><td>{{.Identity.Hostname}}</td></tr>
+<tr><td>Module name:</td><td>{{.Identity.ModuleName}}</td></tr>
+<tr><td>Module type:</td><td>{{.Identity.Model}}</td></tr>
+<tr><td>Article number:</td><td>{{.Identity.OrderNumber}}</td></tr>
+<tr><td>Firmware:</td><td>{{.Identity.Firmware}}</td></tr>
+<tr><td>Operating mode:</td><td>RUN</td></tr>
+<tr><td>Status:</td><td>OK</td></tr>
+<tr><td>Operating time:</td><td>{{dhms .Uptime}}</td></tr>
+</table>
+` + portalBottom
+	identPage = pageHead + portalTop + `<a href="/Portal/Portal.mwsl?PriNav=Start">Start page</a>
+<a class="on" href="/Portal/Portal.mwsl?PriNav=Ident">Identification</a>
+</div>
+<div id="main">
+<h3>Identification</h3>
+<table class="t">
+<tr><td>Plant designation:</td><td>{{.Identity.PlantID}}</td></tr>
+<tr><td>Location designation:</td><td>{{.Identity.Location}}</td></tr>
+<tr><td>Manufacturer:</td><td>{{.Identity.Vendor}}</td></tr>
+<tr><td>Module type:</td><td>{{.Identity.Model}}</td></tr>
+<tr><td>Article number:</td><td>{{.Identity.OrderNumber}}</td></tr>
+<tr><td>Serial number:</td><td>{{.Identity.Serial}}</td></tr>
+<tr><td>Hardware:</td><td>{{.Identity.Hardware}}</td></tr>
+<tr><td>Firmware:</td><td>{{.Identity.Firmware}}</td></tr>
+</table>
+` + portalBottom
+	errorPage = "<HTML><HEAD><TITLE>Error</TITLE></HEAD>\r\n<BODY><CENTER><H2>{{.Path}}<BR><BR>{{.Status}} : {{upper .Reason}}</H2></CENTER></BODY></HTML>"
+)
