@@ -5,16 +5,17 @@
 package modbus
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/fnv"
 	"io"
-	"log/slog"
 	"math"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -205,7 +206,6 @@ var ErrSessionLimit = errors.New("modbus: session limit reached")
 type Handler struct {
 	cfg      Config
 	env      protocols.Env
-	log      *slog.Logger
 	units    [256]bool
 	objects  []DeviceObject // sorted by id
 	conform  byte
@@ -232,13 +232,10 @@ func New(env protocols.Env, cfg *Config) (*Handler, error) {
 	if env.Now == nil {
 		env.Now = time.Now
 	}
-	if env.Logger == nil {
-		env.Logger = slog.New(slog.DiscardHandler)
-	}
 	if env.Boot.IsZero() {
 		env.Boot = env.Now()
 	}
-	h := &Handler{cfg: *cfg, env: env, log: env.Logger}
+	h := &Handler{cfg: *cfg, env: env}
 	for _, u := range cfg.UnitIDs {
 		h.units[u] = true
 	}
@@ -283,12 +280,7 @@ func deviceObjects(id *protocols.Identity, ext []ExtendedObject) ([]DeviceObject
 			level = 0x82
 		}
 	}
-	ext = append([]ExtendedObject(nil), ext...)
-	for i := range ext { // insertion sort: a handful of objects
-		for j := i; j > 0 && ext[j].ID < ext[j-1].ID; j-- {
-			ext[j], ext[j-1] = ext[j-1], ext[j]
-		}
-	}
+	ext = slices.SortedFunc(slices.Values(ext), func(a, b ExtendedObject) int { return cmp.Compare(a.ID, b.ID) })
 	for _, o := range ext {
 		objs = append(objs, DeviceObject{o.ID, []byte(o.Value)})
 		level = 0x83
@@ -351,6 +343,7 @@ func (h *Handler) ServeStream(ctx context.Context, s protocols.Session, conn net
 			}
 			requests++
 			if errors.Is(err, ErrFrameLength) {
+				s.Logger().Debug("modbus: closing connection: MBAP length out of range", "length", hdr.Length)
 				h.malformed(s, hdr, "length", int(hdr.Length))
 				h.flush(conn, out)
 				return nil // a real device drops the connection: framing is lost
