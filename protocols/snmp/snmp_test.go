@@ -1,8 +1,12 @@
 package snmp
 
 import (
+	"bytes"
 	"context"
+	"encoding/hex"
+	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/netip"
 	"os/exec"
@@ -537,4 +541,784 @@ func freeSNMPAddr(t *testing.T) netip.AddrPort {
 	}
 	t.Fatal("no loopback address with a free port 161")
 	return netip.AddrPort{}
+}
+
+// ber encodes one BER element for hand-made fixtures, independently of wire.go.
+func ber(tag byte, parts ...[]byte) []byte {
+	c := bytes.Join(parts, nil)
+	out := []byte{tag}
+	switch n := len(c); {
+	case n < 0x80:
+		out = append(out, byte(n))
+	case n <= 0xff:
+		out = append(out, 0x81, byte(n))
+	default:
+		out = append(out, 0x82, byte(n>>8), byte(n))
+	}
+	return append(out, c...)
+}
+
+func berInt(contents ...byte) []byte { return ber(0x02, contents) }
+
+// berOID encodes a dotted OID (first two arcs below 40, later arcs any size).
+func berOID(s string) []byte {
+	var o []uint32
+	for part := range strings.SplitSeq(s, ".") {
+		v, err := strconv.ParseUint(part, 10, 32)
+		if err != nil {
+			panic(err)
+		}
+		o = append(o, uint32(v))
+	}
+	c := []byte{byte(o[0]*40 + o[1])}
+	for _, v := range o[2:] {
+		var tmp []byte
+		for tmp = []byte{byte(v & 0x7f)}; v >= 0x80; {
+			v >>= 7
+			tmp = append([]byte{byte(v&0x7f) | 0x80}, tmp...)
+		}
+		c = append(c, tmp...)
+	}
+	return ber(0x06, c)
+}
+
+// rawMsg builds a v1/v2c message from its parts.
+func rawMsg(version byte, community string, pdu byte, reqID, f2, f3 []byte, varbinds ...[]byte) []byte {
+	return ber(0x30, berInt(version), ber(0x04, []byte(community)),
+		ber(pdu, reqID, f2, f3, ber(0x30, varbinds...)))
+}
+
+func rawVB(oid string, value []byte) []byte { return ber(0x30, berOID(oid), value) }
+
+var null = []byte{0x05, 0x00}
+
+func mustHex(s string) []byte {
+	b, err := hex.DecodeString(strings.Join(strings.Fields(s), ""))
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+func TestSignedFields(t *testing.T) {
+	tests := []struct {
+		name string
+		req  []byte
+		// head is the expected start of the response, through the request-id.
+		head string
+		want []vb
+	}{
+		{
+			name: "negative request-id is echoed as the same INTEGER",
+			// GetRequest v2c "public", request-id -5, sysDescr.0
+			req: mustHex(`30 26 02 01 01 04 06 70 75 62 6c 69 63 a0 19 02 01 fb 02 01 00 02 01 00
+				30 0e 30 0c 06 08 2b 06 01 02 01 01 01 00 05 00`),
+			head: "020101 0406 7075626c6963 a2 ?? 0201fb 020100 020100",
+			want: []vb{{sysDescr0, gosnmp.OctetString, wantDescr}},
+		},
+		{
+			name: "request-id -2^31",
+			req: mustHex(`30 29 02 01 01 04 06 70 75 62 6c 69 63 a0 1c 02 04 80 00 00 00 02 01 00 02 01 00
+				30 0e 30 0c 06 08 2b 06 01 02 01 01 05 00 05 00`),
+			head: "020101 0406 7075626c6963 a2 ?? 020480000000 020100 020100",
+			want: []vb{{sysName0, gosnmp.OctetString, "plc-pumpstation-2"}},
+		},
+		{
+			name: "request-id 2^31-1",
+			req: mustHex(`30 29 02 01 00 04 06 70 75 62 6c 69 63 a0 1c 02 04 7f ff ff ff 02 01 00 02 01 00
+				30 0e 30 0c 06 08 2b 06 01 02 01 01 05 00 05 00`),
+			head: "020100 0406 7075626c6963 a2 ?? 02047fffffff 020100 020100",
+			want: []vb{{sysName0, gosnmp.OctetString, "plc-pumpstation-2"}},
+		},
+		{
+			name: "getbulk non-repeaters 300 and max-repetitions -1",
+			// non-repeaters 300 > N: both bindings are non-repeaters; -1 repetitions are none
+			req: mustHex(`30 35 02 01 01 04 06 70 75 62 6c 69 63 a5 28 02 01 07 02 02 01 2c 02 01 ff
+				30 1c 30 0c 06 08 2b 06 01 02 01 01 01 00 05 00 30 0c 06 08 2b 06 01 02 01 01 05 00 05 00`),
+			head: "020101 0406 7075626c6963 a2 ?? 020107 020100 020100",
+			want: []vb{{sysObjectID0, gosnmp.ObjectIdentifier, nil}, {sysLocation0, gosnmp.OctetString, nil}},
+		},
+		{
+			name: "getbulk negative non-repeaters",
+			req: mustHex(`30 26 02 01 01 04 06 70 75 62 6c 69 63 a5 19 02 01 08 02 01 fd 02 01 02
+				30 0e 30 0c 06 08 2b 06 01 02 01 01 01 00 05 00`),
+			head: "020101 0406 7075626c6963 a2 ?? 020108 020100 020100",
+			want: []vb{{sysObjectID0, gosnmp.ObjectIdentifier, nil}, {sysUpTime0, gosnmp.TimeTicks, nil}},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h, _ := newTestHandler(t, nil)
+			out, _ := exchange(t, h, tc.req)
+			if out == nil {
+				t.Fatal("no response")
+			}
+			// Skip the message header, then compare field by field (?? is any length octet).
+			msg, _, err := readTLV(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := hex.EncodeToString(msg.contents)
+			for _, f := range strings.Fields(tc.head) {
+				if f == "??" {
+					got = got[2:]
+					continue
+				}
+				if !strings.HasPrefix(got, f) {
+					t.Fatalf("response %x: want %s at %s", out, f, got)
+				}
+				got = got[len(f):]
+			}
+			checkVars(t, decodeResponse(t, out).Variables, tc.want)
+		})
+	}
+}
+
+func TestSet(t *testing.T) {
+	v1, v2 := gosnmp.Version1, gosnmp.Version2c
+	long := strings.Repeat("x", 256)
+	tests := []struct {
+		name      string
+		version   gosnmp.SnmpVersion
+		community string
+		vars      []gosnmp.SnmpPDU
+		status    gosnmp.SNMPError
+		index     uint8
+		// after are sysContact, sysName and sysLocation after the request.
+		after [3]string
+	}{
+		{
+			name: "read-only community v2c is noAccess", version: v2, community: "public",
+			vars:   []gosnmp.SnmpPDU{str(sysContact0, "pwned")},
+			status: gosnmp.NoAccess, index: 1,
+		},
+		{
+			name: "read-only community v1 is noSuchName", version: v1, community: "public",
+			vars:   []gosnmp.SnmpPDU{str(sysName0, "pwned"), str(sysLocation0, "pwned")},
+			status: gosnmp.NoSuchName, index: 1,
+		},
+		{
+			name: "read-write community writes all three", version: v2, community: "s3cr3t-rw",
+			vars:  []gosnmp.SnmpPDU{str(sysContact0, "c"), str(sysName0, "n"), str(sysLocation0, "")},
+			after: [3]string{"c", "n", ""},
+		},
+		{
+			name: "v1 read-write", version: v1, community: "s3cr3t-rw",
+			vars:  []gosnmp.SnmpPDU{str(sysName0, strings.Repeat("n", 255))},
+			after: [3]string{"Leitwarte +49 911 5555 310", strings.Repeat("n", 255), "Pumpstation 2, cabinet A3"},
+		},
+		{
+			name: "read-only object is notWritable and nothing is written", version: v2, community: "s3cr3t-rw",
+			vars:   []gosnmp.SnmpPDU{str(sysContact0, "c"), {Name: sysUpTime0, Type: gosnmp.TimeTicks, Value: uint32(5)}},
+			status: gosnmp.NotWritable, index: 2,
+		},
+		{
+			name: "missing object is notWritable", version: v2, community: "s3cr3t-rw",
+			vars:   []gosnmp.SnmpPDU{str("1.3.6.1.4.1.4329.6.3.2.1.1.1.0", "x")},
+			status: gosnmp.NotWritable, index: 1,
+		},
+		{
+			name: "v1 missing object is noSuchName", version: v1, community: "s3cr3t-rw",
+			vars:   []gosnmp.SnmpPDU{str(sysDescr0, "x")},
+			status: gosnmp.NoSuchName, index: 1,
+		},
+		{
+			name: "wrong type", version: v2, community: "s3cr3t-rw",
+			vars:   []gosnmp.SnmpPDU{{Name: sysName0, Type: gosnmp.Integer, Value: 5}},
+			status: gosnmp.WrongType, index: 1,
+		},
+		{
+			name: "v1 wrong type is badValue", version: v1, community: "s3cr3t-rw",
+			vars:   []gosnmp.SnmpPDU{{Name: sysName0, Type: gosnmp.IPAddress, Value: "10.0.0.1"}},
+			status: gosnmp.BadValue, index: 1,
+		},
+		{
+			name: "wrong length", version: v2, community: "s3cr3t-rw",
+			vars:   []gosnmp.SnmpPDU{str(sysLocation0, "ok"), str(sysName0, long)},
+			status: gosnmp.WrongLength, index: 2,
+		},
+		{
+			name: "v1 wrong length is badValue", version: v1, community: "s3cr3t-rw",
+			vars:   []gosnmp.SnmpPDU{str(sysName0, long)},
+			status: gosnmp.BadValue, index: 1,
+		},
+	}
+	orig := [3]string{"Leitwarte +49 911 5555 310", "plc-pumpstation-2", "Pumpstation 2, cabinet A3"}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h, _ := newTestHandler(t, nil)
+			req := encode(t, tc.version, tc.community, gosnmp.SetRequest, 0, 0, tc.vars...)
+			out, events := exchange(t, h, req)
+			if out == nil {
+				t.Fatal("no response")
+			}
+			p := decodeResponse(t, out)
+			if p.Error != tc.status || p.ErrorIndex != tc.index {
+				t.Errorf("error-status %v index %d, want %v %d", p.Error, p.ErrorIndex, tc.status, tc.index)
+			}
+			// The response carries the request's bindings, success or not.
+			want := make([]vb, len(tc.vars))
+			for i, v := range tc.vars {
+				val := v.Value
+				if b, ok := val.([]byte); ok {
+					val = string(b)
+				}
+				want[i] = vb{v.Name, v.Type, val}
+			}
+			checkVars(t, p.Variables, want)
+			after := orig
+			if tc.status == gosnmp.NoError {
+				after = tc.after
+			}
+			if c, n, l := h.dev.strings(); [3]string{c, n, l} != after {
+				t.Errorf("after SET: %q, want %q", [3]string{c, n, l}, after)
+			}
+			// Later requests, by any community, see the result.
+			g := decodeResponse(t, mustExchange(t, h, encode(t, v2, "public", gosnmp.GetRequest, 0, 0, nulls(sysContact0, sysName0, sysLocation0)...)))
+			checkVars(t, g.Variables, []vb{{sysContact0, gosnmp.OctetString, after[0]}, {sysName0, gosnmp.OctetString, after[1]}, {sysLocation0, gosnmp.OctetString, after[2]}})
+			if len(events) != 1 {
+				t.Fatalf("%d events", len(events))
+			}
+			ev := events[0]
+			var data []byte
+			for _, v := range tc.vars {
+				one := encode(t, tc.version, tc.community, gosnmp.SetRequest, 0, 0, v)
+				m, err := parseMessage(one)
+				if err != nil {
+					t.Fatal(err)
+				}
+				data = append(data, m.vars[0].raw...)
+			}
+			if ev.Op != "set_request" || !ev.Write || ev.Exception != int(tc.status) || ev.Area != tc.vars[0].Name ||
+				ev.Quantity != len(tc.vars) || !bytes.Equal(ev.Data, data) || ev.Detail["community"] != tc.community {
+				t.Errorf("event %+v, want data %x", ev, data)
+			}
+			if bytes.Contains(req, ev.Data) && &req[0] == &ev.Data[0] {
+				t.Error("event data aliases the request buffer")
+			}
+		})
+	}
+}
+
+// mustExchange serves one datagram that must be answered.
+func mustExchange(t testing.TB, h *Handler, req []byte) []byte {
+	t.Helper()
+	out, _ := exchange(t, h, req)
+	if out == nil {
+		t.Fatalf("no response to %x", req)
+	}
+	return out
+}
+
+// snmpCounter reads one counter of the snmp group through the agent.
+func snmpCounter(t testing.TB, h *Handler, arc int) uint32 {
+	t.Helper()
+	name := fmt.Sprintf("1.3.6.1.2.1.11.%d.0", arc)
+	p := decodeResponse(t, mustExchange(t, h, encode(t, gosnmp.Version2c, "public", gosnmp.GetRequest, 0, 0, nulls(name)...)))
+	v, ok := p.Variables[0].Value.(uint)
+	if !ok || p.Variables[0].Type != gosnmp.Counter32 {
+		t.Fatalf("%s = %v", name, p.Variables[0])
+	}
+	return uint32(v)
+}
+
+func TestDropped(t *testing.T) {
+	sysDescrVB := rawVB(sysDescr0, null)
+	get := func(version byte, community string) []byte {
+		return rawMsg(version, community, 0xa0, berInt(1), berInt(0), berInt(0), sysDescrVB)
+	}
+	good := get(1, "public")
+	arcs := strings.Repeat(".1", 127)
+	tests := []struct {
+		name    string
+		req     []byte
+		op      string
+		counter int // snmp group arc that must count it
+		detail  map[string]string
+	}{
+		{name: "wrong community v2c", req: get(1, "private"), op: "bad_community", counter: 4,
+			detail: map[string]string{"community": "private", "version": "2c", "oids": sysDescr0}},
+		{name: "wrong community v1", req: get(0, "admin"), op: "bad_community", counter: 4,
+			detail: map[string]string{"community": "admin", "version": "1"}},
+		{name: "wrong community set", req: encode(t, gosnmp.Version2c, "Public", gosnmp.SetRequest, 0, 0, str(sysName0, "x")),
+			op: "bad_community", counter: 4, detail: map[string]string{"community": "Public"}},
+		{name: "empty community", req: get(1, ""), op: "bad_community", counter: 4},
+		{name: "SNMPv3 (nmap snmp-info probe)", op: "unsupported_version", counter: 3, detail: map[string]string{"version": "3"},
+			req: []byte("\x30\x3a\x02\x01\x03\x30\x0f\x02\x02\x4a\x69\x02\x03\x00\xff\xe3\x04\x01\x04\x02\x01\x03\x04\x10\x30\x0e\x04\x00\x02\x01\x00\x02\x01\x00\x04\x00\x04\x00\x04\x00\x30\x12\x04\x00\x04\x00\xa0\x0c\x02\x02\x37\xf0\x02\x01\x00\x02\x01\x00\x30\x00")},
+		{name: "version 2", req: get(2, "public"), op: "unsupported_version", counter: 3, detail: map[string]string{"version": "2"}},
+		{name: "http", req: []byte("GET / HTTP/1.0\r\n\r\n"), op: "malformed", counter: 6},
+		{name: "empty", req: nil, op: "malformed", counter: 6},
+		{name: "truncated", req: good[:len(good)-1], op: "malformed", counter: 6},
+		{name: "trailing octet", req: append(slices.Clone(good), 0), op: "malformed", counter: 6},
+		{name: "indefinite length", req: append([]byte{0x30, 0x80}, append(good[2:], 0, 0)...), op: "malformed", counter: 6},
+		{name: "five length octets", req: append([]byte{0x30, 0x85, 0, 0, 0, 0, byte(len(good) - 2)}, good[2:]...), op: "malformed", counter: 6},
+		{name: "request-id beyond Integer32",
+			req: rawMsg(1, "public", 0xa0, berInt(1, 0, 0, 0, 0), berInt(0), berInt(0), sysDescrVB), op: "malformed", counter: 6},
+		{name: "community not an OCTET STRING",
+			req: ber(0x30, berInt(1), berInt(5), ber(0xa0, berInt(1), berInt(0), berInt(0), ber(0x30, sysDescrVB))), op: "malformed", counter: 6},
+		{name: "varbind without value",
+			req: rawMsg(1, "public", 0xa0, berInt(1), berInt(0), berInt(0), ber(0x30, berOID(sysDescr0))), op: "malformed", counter: 6},
+		{name: "OID of 129 sub-identifiers",
+			req: rawMsg(1, "public", 0xa0, berInt(1), berInt(0), berInt(0), rawVB("1.3"+arcs, null)), op: "malformed", counter: 6},
+		{name: "BIT STRING value",
+			req: rawMsg(1, "s3cr3t-rw", 0xa3, berInt(1), berInt(0), berInt(0), rawVB(sysName0, ber(0x03, []byte{0, 0xff}))), op: "malformed", counter: 6},
+		{name: "IpAddress of 5 octets",
+			req: rawMsg(1, "s3cr3t-rw", 0xa3, berInt(1), berInt(0), berInt(0), rawVB(sysName0, ber(0x40, []byte{1, 2, 3, 4, 5}))), op: "malformed", counter: 6},
+		{name: "INTEGER value beyond Integer32",
+			req: rawMsg(1, "s3cr3t-rw", 0xa3, berInt(1), berInt(0), berInt(0), rawVB(sysName0, berInt(1, 0, 0, 0, 0))), op: "malformed", counter: 6},
+		{name: "NULL with contents",
+			req: rawMsg(1, "public", 0xa0, berInt(1), berInt(0), berInt(0), rawVB(sysDescr0, []byte{0x05, 0x01, 0x00})), op: "malformed", counter: 6},
+		{name: "unknown PDU tag", req: rawMsg(1, "public", 0xa9, berInt(1), berInt(0), berInt(0), sysDescrVB), op: "malformed", counter: 6},
+		{name: "response PDU", req: rawMsg(1, "public", 0xa2, berInt(1), berInt(0), berInt(0), sysDescrVB), op: "unsupported_pdu", counter: 31},
+		{name: "trap PDU", req: rawMsg(1, "public", 0xa7, berInt(1), berInt(0), berInt(0), sysDescrVB), op: "unsupported_pdu", counter: 31},
+		{name: "v1 getbulk", req: rawMsg(0, "public", 0xa5, berInt(1), berInt(0), berInt(10), sysDescrVB), op: "unsupported_pdu", counter: 31},
+		{name: "larger than max_message_size", req: rawMsg(1, "public", 0xa0, berInt(1), berInt(0), berInt(0),
+			rawVB(sysDescr0, ber(0x04, make([]byte, 1500)))), op: "malformed", counter: 6},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h, _ := newTestHandler(t, nil)
+			out, events := exchange(t, h, tc.req)
+			if out != nil {
+				t.Fatalf("answered %x", out)
+			}
+			if len(events) != 1 || events[0].Op != tc.op || events[0].Protocol != "snmp" {
+				t.Fatalf("events %+v, want one %s", events, tc.op)
+			}
+			for k, v := range tc.detail {
+				if events[0].Detail[k] != v {
+					t.Errorf("detail %s = %q, want %q", k, events[0].Detail[k], v)
+				}
+			}
+			if got := snmpCounter(t, h, tc.counter); got != 1 {
+				t.Errorf("snmp counter .%d = %d, want 1", tc.counter, got)
+			}
+			if got := snmpCounter(t, h, 1); got != 3 { // this message and the two reads
+				t.Errorf("snmpInPkts = %d, want 3", got)
+			}
+		})
+	}
+}
+
+func TestTooBig(t *testing.T) {
+	many := make([]string, 65)
+	for i := range many {
+		many[i] = sysUpTime0
+	}
+	descrs := []string{sysDescr0, sysDescr0, sysDescr0, sysDescr0, sysDescr0}
+	small := func(c *Config) { c.MaxMessageSize = 484 }
+	tests := []struct {
+		name    string
+		mod     func(*Config)
+		version gosnmp.SnmpVersion
+		pdu     gosnmp.PDUType
+		oids    []string
+		echo    bool
+	}{
+		{name: "v2c more bindings than max_varbinds", version: gosnmp.Version2c, pdu: gosnmp.GetRequest, oids: many},
+		{name: "v1 more bindings than max_varbinds", version: gosnmp.Version1, pdu: gosnmp.GetNextRequest, oids: many, echo: true},
+		{name: "v2c response beyond max_message_size", mod: small, version: gosnmp.Version2c, pdu: gosnmp.GetRequest, oids: descrs},
+		{name: "v1 response beyond max_message_size", mod: small, version: gosnmp.Version1, pdu: gosnmp.GetRequest, oids: descrs, echo: true},
+		{name: "getbulk more bindings than max_varbinds", version: gosnmp.Version2c, pdu: gosnmp.GetBulkRequest, oids: many},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h, _ := newTestHandler(t, tc.mod)
+			out, events := exchange(t, h, encode(t, tc.version, "public", tc.pdu, 0, 10, nulls(tc.oids...)...))
+			if out == nil {
+				t.Fatal("no response")
+			}
+			p := decodeResponse(t, out)
+			if p.Error != gosnmp.TooBig || p.ErrorIndex != 0 {
+				t.Errorf("error-status %v index %d, want tooBig 0", p.Error, p.ErrorIndex)
+			}
+			var want []vb
+			if tc.echo {
+				for _, o := range tc.oids {
+					want = append(want, vb{o, gosnmp.Null, nil})
+				}
+			}
+			checkVars(t, p.Variables, want)
+			if len(out) > h.cfg.MaxMessageSize {
+				t.Errorf("response of %d octets", len(out))
+			}
+			if events[0].Exception != int(gosnmp.TooBig) {
+				t.Errorf("event exception %d", events[0].Exception)
+			}
+			if got := snmpCounter(t, h, 20); got != 1 {
+				t.Errorf("snmpOutTooBigs = %d", got)
+			}
+		})
+	}
+}
+
+func TestGetBulkFitsMessageSize(t *testing.T) {
+	for _, size := range []int{484, 1472, 8192} {
+		for _, reps := range []uint32{10, 100, 1000, math.MaxInt32} {
+			t.Run(fmt.Sprintf("max_message_size %d max-repetitions %d", size, reps), func(t *testing.T) {
+				h, _ := newTestHandler(t, func(c *Config) { c.MaxMessageSize = size })
+				out := mustExchange(t, h, encode(t, gosnmp.Version2c, "public", gosnmp.GetBulkRequest, 1, reps,
+					nulls(sysUpTime0, "1.3.6.1.2.1.2.2.1.1", "1.3.6.1.2.1.2.2.1.10")...))
+				if len(out) > size {
+					t.Fatalf("response of %d octets", len(out))
+				}
+				p := decodeResponse(t, out)
+				if p.Error != gosnmp.NoError || len(p.Variables) < 3 {
+					t.Fatalf("error %v, %d bindings", p.Error, len(p.Variables))
+				}
+				wantN := 1 + 2*int(min(reps, uint32(h.cfg.MaxRepetitions)))
+				if len(p.Variables) > wantN {
+					t.Errorf("%d bindings, at most %d asked", len(p.Variables), wantN)
+				}
+				// Each repeater walks on from its own previous binding.
+				v := h.mib.view(&request{local: testLocal.Addr()})
+				prev := []oid{mustOID("1.3.6.1.2.1.2.2.1.1"), mustOID("1.3.6.1.2.1.2.2.1.10")}
+				for i, g := range p.Variables[1:] {
+					j := i % 2
+					want := "end"
+					if o := v.next(prev[j]); o != nil {
+						want = o.oid.String()
+						prev[j] = o.oid
+					}
+					if g.Type != gosnmp.EndOfMibView && strings.TrimPrefix(g.Name, ".") != want {
+						t.Fatalf("binding %d = %s, want %s", i+2, g.Name, want)
+					}
+				}
+				if size >= 8192 && reps >= 100 && len(p.Variables) != wantN {
+					// Room for all 201 bindings: none may be cut.
+					t.Errorf("%d bindings, want %d", len(p.Variables), wantN)
+				}
+			})
+		}
+	}
+}
+
+func TestWalkIsSortedTree(t *testing.T) {
+	for _, local := range []netip.AddrPort{testLocal, netip.MustParseAddrPort("[2001:db8::10]:161")} {
+		h, _ := newTestHandler(t, func(c *Config) { c.RateLimit = 0 })
+		want := sortedOIDs(h, local.Addr())
+		if len(want) < 150 {
+			t.Fatalf("only %d instances", len(want))
+		}
+		if len(slices.Compact(slices.Clone(want))) != len(want) {
+			t.Fatal("duplicate instances")
+		}
+		walk := func(t *testing.T, version gosnmp.SnmpVersion, pdu gosnmp.PDUType, reps uint32) []string {
+			var got []string
+			cur := "0.0"
+			s := protocoltest.NewSession(t, local, testRemote)
+			for range 1000 {
+				var out []byte
+				req := encode(t, version, "public", pdu, 0, reps, nulls(cur)...)
+				if err := h.ServeDatagram(context.Background(), s, req, func(b []byte) error { out = b; return nil }); err != nil || out == nil {
+					t.Fatalf("ServeDatagram: %v, reply %x", err, out)
+				}
+				p := decodeResponse(t, out)
+				if version == gosnmp.Version1 && p.Error == gosnmp.NoSuchName {
+					return got
+				}
+				if p.Error != gosnmp.NoError {
+					t.Fatalf("error %v", p.Error)
+				}
+				for _, v := range p.Variables {
+					if v.Type == gosnmp.EndOfMibView {
+						return got
+					}
+					name := strings.TrimPrefix(v.Name, ".")
+					if len(got) > 0 && slices.Compare(mustOID(name), mustOID(got[len(got)-1])) <= 0 {
+						t.Fatalf("OID not increasing: %s after %s", name, got[len(got)-1])
+					}
+					got = append(got, name)
+					cur = name
+				}
+			}
+			t.Fatal("walk does not end")
+			return nil
+		}
+		for _, tc := range []struct {
+			name    string
+			version gosnmp.SnmpVersion
+			pdu     gosnmp.PDUType
+			reps    uint32
+		}{
+			{"v1 getnext", gosnmp.Version1, gosnmp.GetNextRequest, 0},
+			{"v2c getnext", gosnmp.Version2c, gosnmp.GetNextRequest, 0},
+			{"v2c getbulk 1", gosnmp.Version2c, gosnmp.GetBulkRequest, 1},
+			{"v2c getbulk 7", gosnmp.Version2c, gosnmp.GetBulkRequest, 7},
+			{"v2c getbulk 100", gosnmp.Version2c, gosnmp.GetBulkRequest, 100},
+		} {
+			t.Run(local.Addr().String()+" "+tc.name, func(t *testing.T) {
+				if got := walk(t, tc.version, tc.pdu, tc.reps); !slices.Equal(got, want) {
+					t.Errorf("walk of %d instances differs from the sorted tree of %d:\n%v\n%v", len(got), len(want), got, want)
+				}
+			})
+		}
+	}
+}
+
+func TestMIBContents(t *testing.T) {
+	h, _ := newTestHandler(t, nil)
+	all := sortedOIDs(h, testLocal.Addr())
+	for _, prefix := range []string{
+		"1.0.8802.1.1.2.1.3.7.1.3.",  // lldpLocPortId
+		"1.3.6.1.2.1.1.",             // system
+		"1.3.6.1.2.1.2.2.1.22.",      // ifSpecific
+		"1.3.6.1.2.1.4.20.1.5.",      // ipAdEntReasmMaxSize
+		"1.3.6.1.2.1.6.15.",          // tcpOutRsts
+		"1.3.6.1.2.1.7.4.",           // udpOutDatagrams
+		"1.3.6.1.2.1.11.32.",         // snmpProxyDrops
+		"1.3.6.1.2.1.47.1.1.1.1.16.", // entPhysicalIsFRU
+	} {
+		if !slices.ContainsFunc(all, func(o string) bool { return strings.HasPrefix(o, prefix) }) {
+			t.Errorf("no instance under %s", prefix)
+		}
+	}
+	// None of Conpot's and pysnmp's tells: no engine MIB, no pysnmp enterprise.
+	for _, o := range all {
+		if strings.HasPrefix(o, "1.3.6.1.6.3.") || strings.HasPrefix(o, "1.3.6.1.4.1.20408") {
+			t.Errorf("instance %s", o)
+		}
+	}
+	if got := NewConfig().WriteCommunity; got != "" {
+		t.Errorf("default write community %q", got)
+	}
+}
+
+func TestUptimeAndCounters(t *testing.T) {
+	h, clk := newTestHandler(t, nil)
+	getVals := func(h *Handler, oids ...string) []uint32 {
+		t.Helper()
+		p := decodeResponse(t, mustExchange(t, h, encode(t, gosnmp.Version2c, "public", gosnmp.GetRequest, 0, 0, nulls(oids...)...)))
+		out := make([]uint32, len(p.Variables))
+		for i, v := range p.Variables {
+			switch x := v.Value.(type) {
+			case uint32:
+				out[i] = x
+			case uint:
+				out[i] = uint32(x)
+			default:
+				t.Fatalf("%s = %v (%v)", v.Name, v.Value, v.Type)
+			}
+		}
+		return out
+	}
+	t.Run("sysUpTime in hundredths since boot", func(t *testing.T) {
+		if got := getVals(h, sysUpTime0)[0]; got != 100000 {
+			t.Errorf("sysUpTime after 1000 s = %d", got)
+		}
+		clk.advance(1530 * time.Millisecond)
+		if got := getVals(h, sysUpTime0)[0]; got != 100153 {
+			t.Errorf("sysUpTime 1.53 s later = %d, want 100153", got)
+		}
+		clk.advance(500 * 24 * time.Hour) // TimeTicks wrap after 497 days
+		want := uint32((uint64(1001530*time.Millisecond+500*24*time.Hour) / uint64(10*time.Millisecond)) % (1 << 32))
+		if got := getVals(h, sysUpTime0)[0]; got != want {
+			t.Errorf("sysUpTime after 500 days = %d, want %d", got, want)
+		}
+	})
+	t.Run("counters grow plausibly", func(t *testing.T) {
+		h, clk := newTestHandler(t, nil)
+		h.limits = nil
+		oids := []string{ifInOctets1, "1.3.6.1.2.1.2.2.1.11.1", "1.3.6.1.2.1.2.2.1.16.1", "1.3.6.1.2.1.2.2.1.17.1",
+			"1.3.6.1.2.1.4.3.0", "1.3.6.1.2.1.4.10.0", "1.3.6.1.2.1.6.10.0", "1.3.6.1.2.1.7.1.0", "1.3.6.1.2.1.7.4.0",
+			"1.3.6.1.2.1.11.1.0", "1.3.6.1.2.1.2.2.1.10.2"}
+		prev := getVals(h, oids...)
+		for step := range 400 {
+			clk.advance(time.Duration(1+step%37) * time.Second)
+			cur := getVals(h, oids...)
+			for i := range oids[:len(oids)-1] {
+				if d := cur[i] - prev[i]; d == 0 || d > 1<<31 { // every counter moves, none goes back
+					t.Fatalf("step %d: %s went from %d to %d", step, oids[i], prev[i], cur[i])
+				}
+			}
+			if cur[len(cur)-1] != 0 {
+				t.Fatalf("port without link counts %d octets", cur[len(cur)-1])
+			}
+			prev = cur
+		}
+		// About 1850 octets/s in over the ~19 000 s walked, plus the SNMP requests.
+		up := clk.now().Sub(testBoot).Seconds() - linkUpAfter.Seconds()
+		if rate := float64(prev[0]) / up; rate < 1850*0.9 || rate > 1850*1.3 {
+			t.Errorf("ifInOctets rate %.0f/s", rate)
+		}
+	})
+	t.Run("the agent's own traffic shows", func(t *testing.T) {
+		h, _ := newTestHandler(t, nil)
+		before := getVals(h, "1.3.6.1.2.1.11.1.0", "1.3.6.1.2.1.7.1.0", ifInOctets1, "1.3.6.1.2.1.2.2.1.17.1")
+		for range 10 {
+			mustExchange(t, h, encode(t, gosnmp.Version2c, "public", gosnmp.GetRequest, 0, 0, nulls(sysDescr0)...))
+		}
+		after := getVals(h, "1.3.6.1.2.1.11.1.0", "1.3.6.1.2.1.7.1.0", ifInOctets1, "1.3.6.1.2.1.2.2.1.17.1")
+		if d := after[0] - before[0]; d != 11 {
+			t.Errorf("snmpInPkts grew by %d, want 11", d)
+		}
+		if d := after[1] - before[1]; d != 11 {
+			t.Errorf("udpInDatagrams grew by %d, want 11", d)
+		}
+		if d := after[2] - before[2]; d < 11*(40+frameOverhead) {
+			t.Errorf("ifInOctets grew by %d", d)
+		}
+		if d := after[3] - before[3]; d != 11 {
+			t.Errorf("ifOutUcastPkts grew by %d, want 11", d)
+		}
+	})
+}
+
+func TestRateLimit(t *testing.T) {
+	h, clk := newTestHandler(t, func(c *Config) { c.RateLimit = 10; c.RateBurst = 5 })
+	req := encode(t, gosnmp.Version2c, "public", gosnmp.GetRequest, 0, 0, nulls(sysDescr0)...)
+	s := protocoltest.NewSession(t, testLocal, testRemote)
+	other := protocoltest.NewSession(t, testLocal, netip.MustParseAddrPort("203.0.113.9:161"))
+	send := func(s *protocoltest.Session) bool {
+		answered := false
+		if err := h.ServeDatagram(context.Background(), s, req, func([]byte) error { answered = true; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		return answered
+	}
+	for i := range 5 {
+		if !send(s) {
+			t.Fatalf("request %d of the burst dropped", i+1)
+		}
+	}
+	for i := range 3 {
+		if send(s) {
+			t.Fatalf("request %d beyond the burst answered", i+1)
+		}
+	}
+	if !send(other) {
+		t.Error("another source is limited too")
+	}
+	clk.advance(200 * time.Millisecond) // two tokens
+	if !send(s) || !send(s) || send(s) {
+		t.Error("tokens do not refill at the rate")
+	}
+	var limited int
+	for _, ev := range s.Events() {
+		if ev.Op == "rate_limited" {
+			limited++
+		}
+	}
+	if limited != 2 { // one per run of drops
+		t.Errorf("%d rate_limited events, want 2", limited)
+	}
+}
+
+func TestLimiterForgetsIdleSources(t *testing.T) {
+	l := newLimiter(1, 2)
+	now := testBoot
+	for i := range maxSources {
+		a := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
+		if ok, _ := l.allow(a, now); !ok {
+			t.Fatalf("source %d refused", i)
+		}
+	}
+	if ok, _ := l.allow(netip.MustParseAddr("192.0.2.1"), now); ok {
+		t.Error("a new source past the table size is allowed while every source is active")
+	}
+	if ok, _ := l.allow(netip.MustParseAddr("192.0.2.1"), now.Add(3*time.Second)); !ok {
+		t.Error("idle sources are not forgotten")
+	}
+	if len(l.buckets) != 1 {
+		t.Errorf("%d sources kept", len(l.buckets))
+	}
+}
+
+func TestEventDetailsBounded(t *testing.T) {
+	h, _ := newTestHandler(t, nil)
+	long := "1.3.6.1.4.1" + strings.Repeat(".4294967295", 10)
+	oids := make([]string, 20)
+	for i := range oids {
+		oids[i] = long
+	}
+	_, events := exchange(t, h, encode(t, gosnmp.Version2c, "public", gosnmp.GetRequest, 0, 0, nulls(oids...)...))
+	d := events[0].Detail["oids"]
+	if len(d) > maxDetailOIDs+32 || !strings.HasSuffix(d, "more)") || !strings.HasPrefix(d, long+",") {
+		t.Errorf("oids detail of %d octets: %.80s...%s", len(d), d, d[max(0, len(d)-40):])
+	}
+	if events[0].Quantity != 20 {
+		t.Errorf("quantity %d", events[0].Quantity)
+	}
+	_, events = exchange(t, h, rawMsg(1, strings.Repeat("c", 400), 0xa0, berInt(1), berInt(0), berInt(0), rawVB(sysDescr0, null)))
+	if c := events[0].Detail["community"]; events[0].Op != "bad_community" || len(c) != maxDetailText+3 {
+		t.Errorf("community detail of %d octets, op %s", len(c), events[0].Op)
+	}
+}
+
+func TestConfig(t *testing.T) {
+	tests := []struct {
+		name string
+		mod  func(*Config, *protocols.Identity)
+		want string // in the error; empty: valid
+	}{
+		{name: "defaults", mod: func(*Config, *protocols.Identity) {}},
+		{name: "one port, no rate limit", mod: func(c *Config, _ *protocols.Identity) {
+			c.Interfaces = c.Interfaces[:1]
+			c.RateLimit = 0
+		}},
+		{name: "empty community", mod: func(c *Config, _ *protocols.Identity) { c.Community = "" }, want: "community must be"},
+		{name: "long community", mod: func(c *Config, _ *protocols.Identity) { c.Community = strings.Repeat("x", 128) }, want: "community must be"},
+		{name: "write equals read", mod: func(c *Config, _ *protocols.Identity) { c.WriteCommunity = "public" }, want: "must differ"},
+		{name: "message size", mod: func(c *Config, _ *protocols.Identity) { c.MaxMessageSize = 100 }, want: "max_message_size"},
+		{name: "varbinds", mod: func(c *Config, _ *protocols.Identity) { c.MaxVarbinds = 256 }, want: "max_varbinds"},
+		{name: "repetitions", mod: func(c *Config, _ *protocols.Identity) { c.MaxRepetitions = 0 }, want: "max_repetitions"},
+		{name: "burst", mod: func(c *Config, _ *protocols.Identity) { c.RateBurst = 0 }, want: "rate_burst"},
+		{name: "rate", mod: func(c *Config, _ *protocols.Identity) { c.RateLimit = math.NaN() }, want: "rate_limit"},
+		{name: "services", mod: func(c *Config, _ *protocols.Identity) { c.SysServices = 128 }, want: "sys_services"},
+		{name: "no interfaces", mod: func(c *Config, _ *protocols.Identity) { c.Interfaces = nil }, want: "interfaces"},
+		{name: "mtu", mod: func(c *Config, _ *protocols.Identity) { c.Interfaces[1].MTU = 0 }, want: "interfaces[1].mtu"},
+		{name: "rate above speed", mod: func(c *Config, _ *protocols.Identity) { c.Interfaces[0].InOctetsPerSec = 2e7 }, want: "interfaces[0]"},
+		{name: "netmask", mod: func(c *Config, _ *protocols.Identity) { c.NetMask = "255.0.255.0" }, want: "netmask"},
+		{name: "ttl", mod: func(c *Config, _ *protocols.Identity) { c.DefaultTTL = 0 }, want: "default_ttl"},
+		{name: "established", mod: func(c *Config, _ *protocols.Identity) { c.TCPEstablished = 40 }, want: "tcp_established"},
+		{name: "no sysObjectID", mod: func(_ *Config, id *protocols.Identity) { id.SysObjectID = "" }, want: "sys_object_id"},
+		{name: "bad sysObjectID", mod: func(_ *Config, id *protocols.Identity) { id.SysObjectID = "1.55.3" }, want: "sys_object_id"},
+		{name: "no MAC", mod: func(_ *Config, id *protocols.Identity) { id.MAC = nil }, want: "MAC"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, id := NewConfig(), testIdentity()
+			tc.mod(cfg, id)
+			env := protocoltest.Env(t, id)
+			h, err := Spec().New(env, cfg)
+			if tc.want == "" {
+				if err != nil {
+					t.Fatalf("New: %v", err)
+				}
+				if _, ok := h.(protocols.DatagramHandler); !ok {
+					t.Fatalf("handler %T is not a DatagramHandler", h)
+				}
+				return
+			}
+			if !errors.Is(err, protocols.ErrConfig) || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %v, want ErrConfig containing %q", err, tc.want)
+			}
+		})
+	}
+	if _, err := Spec().New(protocoltest.Env(t, testIdentity()), struct{}{}); !errors.Is(err, protocols.ErrConfig) {
+		t.Errorf("foreign config: %v", err)
+	}
+}
+
+func TestSpec(t *testing.T) {
+	s := Spec()
+	if s.Name != "snmp" || s.Transport != protocols.UDP || s.Port != 161 || s.Service != "snmp" {
+		t.Errorf("spec %+v", s)
+	}
+	if _, ok := s.NewConfig().(*Config); !ok {
+		t.Errorf("NewConfig returns %T", s.NewConfig())
+	}
+}
+
+func TestIdentityIsCopied(t *testing.T) {
+	id := testIdentity()
+	env := protocoltest.Env(t, id)
+	h, err := New(env, NewConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	id.Hostname = "changed"
+	id.MAC[5] = 0
+	p := decodeResponse(t, mustExchange(t, h, encode(t, gosnmp.Version2c, "public", gosnmp.GetRequest, 0, 0, nulls(sysName0, ifPhys1)...)))
+	checkVars(t, p.Variables, []vb{{sysName0, gosnmp.OctetString, "plc-pumpstation-2"}, {ifPhys1, gosnmp.OctetString, string([]byte{0, 0x1b, 0x1b, 0x4a, 0x10, 0xfe})}})
 }
