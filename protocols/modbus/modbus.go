@@ -38,7 +38,11 @@ func Spec() protocols.Spec {
 			if !ok {
 				return nil, fmt.Errorf("modbus: config is %T, want *modbus.Config: %w", cfg, protocols.ErrConfig)
 			}
-			return New(env, c)
+			h, err := New(env, c)
+			if err != nil {
+				return nil, err
+			}
+			return h, nil
 		},
 	}
 }
