@@ -342,15 +342,15 @@ func (h *Handler) ServeStream(ctx context.Context, s protocols.Session, conn net
 				break
 			}
 			if requests >= h.cfg.MaxRequests {
-				h.flush(conn, out)
+				_ = h.flush(conn, out) // the limit is what ends the session
 				return fmt.Errorf("%w: %d requests", ErrSessionLimit, requests)
 			}
 			requests++
 			if errors.Is(err, ErrFrameLength) {
 				s.Logger().Debug("modbus: closing connection: MBAP length out of range", "length", hdr.Length)
 				h.malformed(s, hdr, "length", int(hdr.Length))
-				h.flush(conn, out)
-				return nil // a real device drops the connection: framing is lost
+				_ = h.flush(conn, out) // answers to the frames before it; the session ends anyway
+				return nil             // a real device drops the connection: framing is lost
 			}
 			out = h.serveFrame(s, hdr, pdu, err, out)
 			buf = buf[n:]
