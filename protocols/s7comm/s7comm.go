@@ -426,12 +426,10 @@ func (c *session) serve() error {
 	}
 }
 
-// maxTPKT bounds an incoming TPKT: a CR fits in 259 octets; data TPDUs in the
-// negotiated TPDU size (a little slack for clients that ignore it).
+// maxTPKT bounds an incoming TPKT: the negotiated TPDU size, with slack up to 1024
+// octets for clients that ignore it (and for DTs sent before any CR, which are
+// answered with a DR).
 func (c *session) maxTPKT() int {
-	if !c.connected {
-		return TPKTHeaderLen + 255
-	}
 	return TPKTHeaderLen + max(c.tpduSize, 1024)
 }
 

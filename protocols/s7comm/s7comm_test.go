@@ -957,7 +957,7 @@ func TestHostileInput(t *testing.T) {
 		{"EOF in the TPKT body", func(c net.Conn) { c.Write(mustHex(t, hexCRSlot0)[:10]) }},
 		{"EOF after connect", func(c net.Conn) { c.Write(mustHex(t, hexCRSlot0)) }},
 		{"TPKT length below minimum", func(c net.Conn) { c.Write([]byte{3, 0, 0, 4}) }},
-		{"TPKT length too large before CR", func(c net.Conn) { c.Write([]byte{3, 0, 0xff, 0xff, 0x02, 0xf0, 0x80}) }},
+		{"TPKT length too large", func(c net.Conn) { c.Write([]byte{3, 0, 0xff, 0xff, 0x02, 0xf0, 0x80}) }},
 		{"length indicator beyond the TPDU", func(c net.Conn) { c.Write(mustHex(t, "0300000720e000")) }},
 	}
 	for _, tc := range tests {
