@@ -732,6 +732,19 @@ func TestReadLoop(t *testing.T) {
 			t.Errorf("event %+v", e)
 		}
 	})
+	// Regression (FuzzServe): the interim answer is all a client gets when it never
+	// sends the body it announced.
+	t.Run("100-continue then EOF in the body", func(t *testing.T) {
+		srv := server(t, fast, nil)
+		raw := exchangeRaw(t, srv, "POST /FormLogin HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 10\r\n\r\nLog")
+		if raw != "HTTP/1.1 100 Continue\r\n\r\n" {
+			t.Errorf("answer %q", raw)
+		}
+		e := events(t, srv, 1)[0]
+		if e.Code != 0 || string(e.Data) != "Log" || e.Detail["method"] != "POST" {
+			t.Errorf("event %+v", e)
+		}
+	})
 	t.Run("slow body times out", func(t *testing.T) {
 		srv := server(t, fast, nil)
 		c := dial(t, srv)

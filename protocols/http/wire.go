@@ -230,8 +230,9 @@ func checkPartialRequestLine(p []byte, lim Limits) error {
 	if len(method) > maxMethodBytes {
 		return fmt.Errorf("%w: method longer than %d bytes", ErrBadRequest, maxMethodBytes)
 	}
-	for _, c := range method {
-		if !isTchar(c) && c != '\r' {
+	for i, c := range method {
+		// A CR may be the first half of the line end that has not arrived yet.
+		if !isTchar(c) && !(c == '\r' && sp < 0 && i == len(p)-1) {
 			return fmt.Errorf("%w: invalid byte 0x%02x in method", ErrBadRequest, c)
 		}
 	}
@@ -320,7 +321,7 @@ func (r *Request) parseTarget() error {
 		r.Path, r.Query = splitQuery(t)
 	case t == "*":
 		if r.Method != "OPTIONS" {
-			return fmt.Errorf("%w: asterisk-form target with %d-byte method other than OPTIONS", ErrBadRequest, len(r.Method))
+			return fmt.Errorf("%w: asterisk-form target with a method other than OPTIONS", ErrBadRequest)
 		}
 		r.Form = AsteriskForm
 	case r.Method == "CONNECT":
