@@ -631,6 +631,12 @@ func TestSignedFields(t *testing.T) {
 			want: []vb{{sysName0, gosnmp.OctetString, "plc-pumpstation-2"}},
 		},
 		{
+			name: "nmap's SNMPv1public probe with long-form lengths",
+			req:  []byte("0\x82\x00/\x02\x01\x00\x04\x06public\xa0\x82\x00\x20\x02\x04\x4c\x33\xa7\x56\x02\x01\x00\x02\x01\x00\x30\x82\x00\x10\x30\x82\x00\x0c\x06\x08\x2b\x06\x01\x02\x01\x01\x05\x00\x05\x00"),
+			head: "020100 0406 7075626c6963 a2 ?? 02044c33a756 020100 020100",
+			want: []vb{{sysName0, gosnmp.OctetString, "plc-pumpstation-2"}},
+		},
+		{
 			name: "getbulk non-repeaters 300 and max-repetitions -1",
 			// non-repeaters 300 > N: both bindings are non-repeaters; -1 repetitions are none
 			req: mustHex(`30 35 02 01 01 04 06 70 75 62 6c 69 63 a5 28 02 01 07 02 02 01 2c 02 01 ff
@@ -860,6 +866,10 @@ func TestDropped(t *testing.T) {
 			req: rawMsg(1, "public", 0xa0, berInt(1), berInt(0), berInt(0), ber(0x30, berOID(sysDescr0))), op: "malformed", counter: 6},
 		{name: "OID of 129 sub-identifiers",
 			req: rawMsg(1, "public", 0xa0, berInt(1), berInt(0), berInt(0), rawVB("1.3"+arcs, null)), op: "malformed", counter: 6},
+		{name: "sub-identifier with a leading 0x80 octet (fuzz regression)", // echoed, it would change
+			req: rawMsg(1, "public", 0xa0, berInt(1), berInt(0), berInt(0), ber(0x30, ber(0x06, []byte{0x2b, 0x80, 0x06}), null)), op: "malformed", counter: 6},
+		{name: "OBJECT IDENTIFIER value with a truncated sub-identifier",
+			req: rawMsg(1, "s3cr3t-rw", 0xa3, berInt(1), berInt(0), berInt(0), rawVB(sysName0, ber(0x06, []byte{0x2b, 0x86}))), op: "malformed", counter: 6},
 		{name: "BIT STRING value",
 			req: rawMsg(1, "s3cr3t-rw", 0xa3, berInt(1), berInt(0), berInt(0), rawVB(sysName0, ber(0x03, []byte{0, 0xff}))), op: "malformed", counter: 6},
 		{name: "IpAddress of 5 octets",

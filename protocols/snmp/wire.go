@@ -173,6 +173,31 @@ func appendInteger(dst []byte, v int64) []byte {
 	return dst
 }
 
+// checkOID checks the contents of an OBJECT IDENTIFIER: sub-identifiers in the
+// fewest octets (X.690 §8.19.2: no leading 0x80 octet), the last one complete, at
+// most maxOIDArcs of them.
+func checkOID(c []byte) error {
+	if len(c) == 0 {
+		return errors.New("empty OBJECT IDENTIFIER")
+	}
+	if c[len(c)-1]&0x80 != 0 {
+		return errors.New("truncated sub-identifier")
+	}
+	arcs := 1 // the first octet group holds two arcs
+	for i, b := range c {
+		if b == 0x80 && (i == 0 || c[i-1]&0x80 == 0) {
+			return errors.New("sub-identifier with a leading 0x80 octet")
+		}
+		if b&0x80 == 0 {
+			arcs++
+		}
+	}
+	if arcs > maxOIDArcs {
+		return fmt.Errorf("OBJECT IDENTIFIER of %d sub-identifiers", arcs)
+	}
+	return nil
+}
+
 // rawVarbind is a variable binding as the scanner saw it.
 type rawVarbind struct {
 	name  []byte // OBJECT IDENTIFIER contents
@@ -269,6 +294,9 @@ func scanMessage(b []byte) (*scanned, error) {
 		if err != nil {
 			return nil, err
 		}
+		if err := checkOID(name.contents); err != nil {
+			return nil, fmt.Errorf("varbind name: %w", err)
+		}
 		value, q, err := readTLV(q)
 		if err != nil {
 			return nil, fmt.Errorf("varbind value: %w", err)
@@ -338,9 +366,6 @@ func parseMessage(b []byte) (*message, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%w: varbind %d name: %w", ErrMalformed, i+1, err)
 		}
-		if len(raw.name) == 0 || len(o) > maxOIDArcs {
-			return nil, fmt.Errorf("%w: varbind %d name of %d sub-identifiers", ErrMalformed, i+1, len(o))
-		}
 		value, err := checkValue(raw.value, d)
 		if err != nil {
 			return nil, fmt.Errorf("%w: varbind %d value: %w", ErrMalformed, i+1, err)
@@ -400,7 +425,11 @@ func checkValue(raw tlv, d gosnmp.SnmpPDU) (any, error) {
 		if _, ok := d.Value.(uint64); !ok || len(raw.contents) == 0 {
 			return nil, errors.New("undecodable Counter64")
 		}
-	case gosnmp.OctetString, gosnmp.ObjectIdentifier, gosnmp.Opaque:
+	case gosnmp.ObjectIdentifier:
+		if err := checkOID(raw.contents); err != nil {
+			return nil, err
+		}
+	case gosnmp.OctetString, gosnmp.Opaque:
 	default:
 		return nil, fmt.Errorf("value tag %#02x", raw.tag)
 	}
