@@ -186,14 +186,14 @@ func NewConfig() *Config {
 				Headers: []string{"Content-Type:text/html", "Location: /Default.mwsl"}}},
 			{Path: "/Default.mwsl", Content: Content{ContentType: htmlType, Body: introPage}},
 			{Path: "/Portal/Portal.mwsl", Content: Content{ContentType: htmlType, Body: startPage}},
-			{Path: "/Portal/Portal.mwsl", Query: "PriNav=Start", Content: Content{ContentType: htmlType, Body: startPage}},
 			{Path: "/Portal/Portal.mwsl", Query: "PriNav=Ident", Content: Content{ContentType: htmlType, Body: identPage}},
 			{Path: "/FormLogin", Methods: []string{"POST"}, Login: &Login{
 				UsernameField: "Login", PasswordField: "Password",
 				Content: Content{ContentType: htmlType, Body: startPage},
 			}},
 		},
-		ErrorPages: map[int]Content{},
+		// Siemens S7 web servers answer 405 with an empty body and the Allow list.
+		ErrorPages: map[int]Content{405: {ContentType: "text/html"}},
 		ErrorPage:  Content{ContentType: "text/html", Body: errorPage},
 	}
 }
@@ -566,7 +566,6 @@ type reply struct {
 	allow   string
 	view    View
 	close   bool
-	noBody  bool
 }
 
 // exchange is what one request produced, for its event.
@@ -759,11 +758,20 @@ func (c *conn) consume(n int) {
 }
 
 func (c *conn) writeContinue() error {
-	if err := c.nc.SetWriteDeadline(time.Now().Add(c.h.cfg.WriteTimeout)); err != nil {
+	if err := c.writeDeadline(); err != nil {
 		return err
 	}
 	_, err := c.nc.Write([]byte("HTTP/1.1 100 Continue\r\n\r\n"))
 	return err
+}
+
+// writeDeadline sets the write deadline, then checks ctx: a cancellation that comes
+// later resets the deadline to now.
+func (c *conn) writeDeadline() error {
+	if err := c.nc.SetWriteDeadline(time.Now().Add(c.h.cfg.WriteTimeout)); err != nil {
+		return err
+	}
+	return c.ctx.Err()
 }
 
 // route picks the answer to a complete request.
@@ -832,11 +840,15 @@ func (c *conn) optionsReply(req *Request, allow string) reply {
 	return r
 }
 
-// errorReply answers status with the device's error page.
+// errorReply answers status with the device's error page, whose own status wins when
+// it has one (a device that answers missing pages with 200).
 func (c *conn) errorReply(req *Request, status int, closeConn bool) reply {
 	ct := c.h.errs[status]
 	if ct == nil {
 		ct = c.h.errAny
+	}
+	if ct.status != 0 {
+		status = ct.status
 	}
 	return reply{content: ct, status: status, view: c.view(req, status), close: closeConn}
 }
@@ -913,7 +925,7 @@ func (c *conn) write(req *Request, r reply) error {
 		body = nil
 	}
 	c.out = AppendResponse(c.out[:0], &Response{Minor: minor, Status: r.status, Reason: reason, Header: lines, Body: body})
-	if err := c.nc.SetWriteDeadline(time.Now().Add(h.cfg.WriteTimeout)); err != nil {
+	if err := c.writeDeadline(); err != nil {
 		return err
 	}
 	_, err := c.nc.Write(c.out)

@@ -210,7 +210,7 @@ func TestStatusAndHeaders(t *testing.T) {
 		},
 		{
 			name: "OPTIONS on a path", req: "OPTIONS /Default.mwsl HTTP/1.1\r\nHost: plc\r\n\r\n", status: 405, reason: "Method Not Allowed",
-			headers: map[string]string{"Allow": "GET, HEAD"}, bodyLen: -1,
+			headers: map[string]string{"Allow": "GET, HEAD", "Content-Type": "text/html"}, bodyLen: 0,
 		},
 		{
 			name: "OPTIONS *", req: "OPTIONS * HTTP/1.1\r\nHost: plc\r\n\r\n", status: 405,
@@ -605,6 +605,19 @@ func TestConfiguredServerAndHeaders(t *testing.T) {
 	}
 }
 
+func TestSoftErrorPage(t *testing.T) {
+	srv := server(t, func(c *Config) {
+		c.ErrorPages[404] = Content{Status: 200, ContentType: htmlType, Body: "<p>{{.Status}} {{.Reason}}</p>"}
+	}, nil)
+	raw := exchangeRaw(t, srv, "GET /admin HTTP/1.0\r\n\r\n")
+	if !strings.HasPrefix(raw, "HTTP/1.0 200 OK\r\n") || !strings.HasSuffix(raw, "<p>200 OK</p>") {
+		t.Errorf("answer %q", raw)
+	}
+	if e := events(t, srv, 1)[0]; e.Code != 200 {
+		t.Errorf("event code %d", e.Code)
+	}
+}
+
 func TestConfigErrors(t *testing.T) {
 	tests := []struct {
 		name string
@@ -625,8 +638,8 @@ func TestConfigErrors(t *testing.T) {
 		{"server injection", func(c *Config) { c.Server = "a\nb" }, "control byte"},
 		{"bad header line", func(c *Config) { c.Headers = []string{"no colon"} }, "Name: value"},
 		{"duplicate page", func(c *Config) { c.Pages = append(c.Pages, c.Pages[1]) }, "duplicate path"},
-		{"login without POST", func(c *Config) { c.Pages[5].Methods = []string{"GET"} }, "login needs method POST"},
-		{"login fields", func(c *Config) { c.Pages[5].Login.UsernameField = "" }, "username_field"},
+		{"login without POST", func(c *Config) { c.Pages[4].Methods = []string{"GET"} }, "login needs method POST"},
+		{"login fields", func(c *Config) { c.Pages[4].Login.UsernameField = "" }, "username_field"},
 		{"204 body", func(c *Config) { c.Pages[1].Status = 204 }, "cannot have a body"},
 		{"status", func(c *Config) { c.Pages[1].Status = 99 }, "status 99"},
 		{"error page status", func(c *Config) { c.ErrorPages = map[int]Content{200: {}} }, "not an error"},
