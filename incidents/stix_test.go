@@ -467,6 +467,8 @@ func TestSummarize(t *testing.T) {
 				{"start", s.Start, sess.Start.Truncate(time.Microsecond)},
 				{"end", s.End, end.Truncate(time.Microsecond)},
 				{"reason", s.Reason, sess.Reason},
+				{"filter", s.Filter, sess.Filter},
+				{"filter bytecode", s.FilterBytecode, sess.FilterBytecode},
 				{"client packets", s.ClientPackets, sess.ClientPackets},
 				{"server packets", s.ServerPackets, sess.ServerPackets},
 				{"client bytes", s.ClientBytes, sess.ClientBytes},

@@ -17,6 +17,8 @@ type Summary struct {
 	Client, Server               netip.AddrPort
 	Start, End                   time.Time
 	Reason                       string
+	// Filter is the capture's exact 5-tuple BPF expression, FilterBytecode its program.
+	Filter, FilterBytecode string
 
 	ClientPackets, ServerPackets, ClientBytes, ServerBytes int64
 
@@ -88,6 +90,8 @@ func Summarize(bundleJSON []byte) (*Summary, error) {
 		Service:            ext.Service,
 		Transport:          ext.Transport,
 		Reason:             ext.CloseReason,
+		Filter:             ext.CaptureFilter,
+		FilterBytecode:     ext.CaptureFilterBytecode,
 		PossiblyIncomplete: ext.PossiblyIncomplete,
 		Drops:              ext.KernelDrops,
 		Events:             len(ext.Events),
