@@ -158,7 +158,8 @@ func (u *Uploader) path(parts ...string) string {
 	return filepath.Join(append([]string{u.dir}, parts...)...)
 }
 
-// entries lists the entry directories of a spool folder in id (submission) order.
+// entries lists the entry directories of a spool folder in id (submission) order;
+// anything else there is ignored.
 func (u *Uploader) entries(sub string) ([]string, error) {
 	des, err := os.ReadDir(u.path(sub))
 	if err != nil {
@@ -166,7 +167,9 @@ func (u *Uploader) entries(sub string) ([]string, error) {
 	}
 	var ids []string
 	for _, d := range des {
-		ids = append(ids, d.Name())
+		if d.IsDir() {
+			ids = append(ids, d.Name())
+		}
 	}
 	slices.Sort(ids)
 	return ids, nil
@@ -188,18 +191,25 @@ func (u *Uploader) recover() error {
 	}
 	for _, id := range tmp {
 		m, _, err := u.readEntry(spoolTmp, id)
-		if err != nil {
+		switch {
+		case err == nil: // written completely, only the final rename was missing
+			if err := os.Rename(u.path(spoolTmp, id), u.path(spoolReady, id)); err != nil {
+				return err
+			}
+			u.log.Info("recovered a complete spool entry", "entry", id, "bytes", m.size())
+		case m == nil && (errors.Is(err, errDamaged) || errors.Is(err, fs.ErrNotExist)):
+			// The manifest is written last: without it Submit never returned.
 			u.log.Warn("removing a partial spool entry (its Submit never returned)", "entry", id, "err", err)
 			if err := os.RemoveAll(u.path(spoolTmp, id)); err != nil {
 				return err
 			}
-			continue
-		}
-		// Written completely, only the final rename was missing: keep it.
-		if err := os.Rename(u.path(spoolTmp, id), u.path(spoolReady, id)); err != nil {
+		case m != nil && (errors.Is(err, ErrHashMismatch) || errors.Is(err, fs.ErrNotExist)):
+			if err := u.quarantine(spoolTmp, id, err.Error()); err != nil {
+				return err
+			}
+		default:
 			return err
 		}
-		u.log.Info("recovered a complete spool entry", "entry", id, "bytes", m.size())
 	}
 	if err := syncDir(u.path(spoolReady)); err != nil {
 		return err
@@ -211,7 +221,7 @@ func (u *Uploader) recover() error {
 	for _, id := range ready {
 		m, err := u.readManifest(spoolReady, id)
 		if errors.Is(err, errDamaged) || errors.Is(err, fs.ErrNotExist) {
-			if err := u.quarantine(id, err.Error()); err != nil {
+			if err := u.quarantine(spoolReady, id, err.Error()); err != nil {
 				return err
 			}
 			continue
@@ -377,7 +387,7 @@ func (u *Uploader) upload(ctx context.Context, id string) error {
 		if !errors.Is(err, errDamaged) && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrHashMismatch) {
 			return err // e.g. an I/O error: retry
 		}
-		if err := u.quarantine(id, err.Error()); err != nil {
+		if err := u.quarantine(spoolReady, id, err.Error()); err != nil {
 			return err
 		}
 		if m != nil {
@@ -393,7 +403,7 @@ func (u *Uploader) upload(ctx context.Context, id string) error {
 		case err == nil:
 			u.objects.Add(1)
 		case errors.Is(err, ErrExists), errors.Is(err, ErrInvalid), errors.Is(err, ErrHashMismatch):
-			if err := u.quarantine(id, fmt.Sprintf("%s cannot be stored: %v", o.Key, err)); err != nil {
+			if err := u.quarantine(spoolReady, id, fmt.Sprintf("%s cannot be stored: %v", o.Key, err)); err != nil {
 				return err
 			}
 			u.forget(m)
@@ -420,9 +430,9 @@ func (u *Uploader) forget(m *manifest) {
 	u.spoolBytes.Add(-m.size())
 }
 
-// quarantine moves an entry from ready/ to failed/ with a reason, never deleting it.
-func (u *Uploader) quarantine(id, reason string) error {
-	if err := os.Rename(u.path(spoolReady, id), u.path(spoolFailed, id)); err != nil {
+// quarantine moves an entry from sub (ready/ or tmp/) to failed/ with a reason, never deleting it.
+func (u *Uploader) quarantine(sub, id, reason string) error {
+	if err := os.Rename(u.path(sub, id), u.path(spoolFailed, id)); err != nil {
 		return fmt.Errorf("quarantine %s: %w", id, err)
 	}
 	u.log.Error("spool entry quarantined; it needs an operator", "entry", id, "reason", reason, "path", u.path(spoolFailed, id))

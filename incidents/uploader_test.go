@@ -413,6 +413,7 @@ func TestUploaderRecoversLeftovers(t *testing.T) {
 	submit(t, u, complete)
 	uploaded := newTestSession(t, 2, 1, fs.URL)
 	submit(t, u, uploaded)
+	submit(t, u, newTestSession(t, 3, 1, fs.URL))
 	ids := spoolEntries(t, spool, spoolReady)
 	if err := u.Close(); err != nil {
 		t.Fatal(err)
@@ -442,12 +443,23 @@ func TestUploaderRecoversLeftovers(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// 5. A complete entry in tmp/ whose data was damaged on disk: kept, in failed/.
+	if err := os.Rename(filepath.Join(spool, spoolReady, ids[2]), filepath.Join(spool, spoolTmp, ids[2])); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(spool, spoolTmp, ids[2], "1"), []byte("damaged bundle"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+
 	rec := &recordingStore{Store: fs}
 	u2, err := NewUploader(rec, spool, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer u2.Close()
+	if failed := spoolEntries(t, spool, spoolFailed); !slices.Equal(failed, ids[2:]) {
+		t.Errorf("failed/ = %v, want the damaged entry %v", failed, ids[2])
+	}
 	if left := spoolEntries(t, spool, spoolTmp); len(left) > 0 {
 		t.Errorf("tmp/ after recovery: %v", left)
 	}
