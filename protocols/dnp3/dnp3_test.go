@@ -1,16 +1,22 @@
 package dnp3
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"io"
 	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/pcapot/pcapot/internal/testenv"
 	"github.com/pcapot/pcapot/protocols"
 	"github.com/pcapot/pcapot/protocols/protocoltest"
 )
@@ -813,4 +819,133 @@ func TestKeepAlive(t *testing.T) {
 		t.Fatalf("unanswered keep-alive: %v", err)
 	}
 	waitEvent(t, srv, "keep_alive_timeout", nil)
+}
+
+// ---------------------------------------------------------------------------------
+// tshark's DNP3 dissector over a tcpdump capture of a full master session.
+
+func startCapture(t *testing.T, port uint16) func() string {
+	t.Helper()
+	testenv.RequireRoot(t)
+	tcpdump := testenv.LookPath(t, "tcpdump")
+	path := filepath.Join(t.TempDir(), "dnp3.pcap")
+	cmd := exec.Command(tcpdump, "-i", "lo", "--immediate-mode", "-U", "-n", "-w", path, "tcp port "+strconv.Itoa(int(port)))
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("tcpdump: %v", err)
+	}
+	ready := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		once := false
+		for sc.Scan() {
+			if !once && strings.Contains(sc.Text(), "listening on") {
+				close(ready)
+				once = true
+			}
+		}
+		if !once {
+			close(ready)
+		}
+	}()
+	select {
+	case <-ready:
+	case <-time.After(10 * time.Second):
+		cmd.Process.Kill()
+		t.Fatal("tcpdump did not start")
+	}
+	stopped := false
+	stop := func() string {
+		if !stopped {
+			stopped = true
+			time.Sleep(300 * time.Millisecond)
+			cmd.Process.Signal(os.Interrupt)
+			cmd.Wait()
+		}
+		return path
+	}
+	t.Cleanup(func() { stop() })
+	return stop
+}
+
+func TestTshark(t *testing.T) {
+	tshark := testenv.LookPath(t, "tshark")
+	cfg := NewConfig()
+	for i := range 50 { // a class 0 response of several segments
+		cfg.AnalogInputs = append(cfg.AnalogInputs, AnalogInput{Name: "spare", Value: float64(i * 10)})
+	}
+	cfg.ScanInterval = 20 * time.Millisecond
+	_, srv := serve(t, cfg, nil)
+	stop := startCapture(t, srv.Addr.Port())
+
+	c := dial(t, srv)
+	c.link(0xC9, outst, nil)
+	c.frame()
+	c.link(0xC0, outst, nil)
+	c.frame()
+	c.request(FuncRead, "3C 02 06 3C 03 06 3C 04 06 3C 01 06")
+	c.response()
+	c.clear()
+	c.request(FuncRead, "00 FE 06")
+	c.response()
+	c.request(FuncRead, "01 01 06 0A 02 00 00 03 14 05 06 1E 05 06 28 03 06")
+	c.response()
+	crob := "0C 01 28 01 00 00 00 81 01 64 00 00 00 00 00 00 00 00"
+	c.request(FuncSelect, crob)
+	c.response()
+	c.request(FuncOperate, crob)
+	c.response()
+	c.request(FuncDirectOperate, "29 02 17 01 00 20 03 00")
+	c.response()
+	time.Sleep(60 * time.Millisecond)
+	seq := c.request(FuncRead, "3C 02 06 3C 03 06 3C 04 06")
+	c.response()
+	c.confirm(seq, false)
+	c.request(FuncEnableUnsolicited, "3C 02 06")
+	c.response()
+	c.request(FuncDirectOperate, "0C 01 17 01 00 41 01 64 00 00 00 00 00 00 00 00")
+	c.response()
+	u := c.response()
+	c.confirm(u[0]&0x0F, true)
+	c.request(FuncDelayMeasure, "")
+	c.response()
+	c.request(0x1F, "")
+	c.response()
+	c.request(FuncRead, "63 01 06")
+	c.response()
+	c.request(FuncColdRestart, "")
+	c.response()
+	c.read(2 * time.Second)
+
+	pcap := stop()
+	port := strconv.Itoa(int(srv.Addr.Port()))
+	var stderr bytes.Buffer
+	cmd := exec.Command(tshark, "-r", pcap, "-d", "tcp.port=="+port+",dnp3",
+		"-Y", "_ws.malformed || _ws.expert.severity >= error")
+	cmd.Stderr = &stderr
+	bad, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("tshark: %v\n%s", err, stderr.Bytes())
+	}
+	if len(bytes.TrimSpace(bad)) != 0 {
+		t.Fatalf("tshark found malformed or error frames:\n%s", bad)
+	}
+	out, err := exec.Command(tshark, "-r", pcap, "-d", "tcp.port=="+port+",dnp3",
+		"-T", "fields", "-e", "dnp3.al.func", "-e", "dnp3.al.iin.rst").Output()
+	if err != nil {
+		t.Fatalf("tshark fields: %v", err)
+	}
+	funcs := map[string]bool{}
+	for _, l := range strings.Fields(strings.ReplaceAll(string(out), ",", " ")) {
+		funcs[l] = true
+	}
+	// requests and both response kinds dissected
+	for _, want := range []string{"1", "2", "3", "4", "5", "13", "20", "23", "129", "130"} {
+		if !funcs[want] {
+			t.Errorf("tshark saw no application function %s: %v", want, funcs)
+		}
+	}
 }
