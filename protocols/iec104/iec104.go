@@ -193,7 +193,8 @@ func commandFeedback(cmd, point uint8) bool {
 	return false
 }
 
-func (c *Config) validate() error {
+// Validate checks the configuration.
+func (c *Config) Validate() error {
 	if c.CommonAddress == 0 || c.CommonAddress == GlobalCA {
 		return configError("common_address %d: must be 1..65534", c.CommonAddress)
 	}
@@ -303,7 +304,7 @@ func New(env protocols.Env, cfg *Config) (*Handler, error) {
 	if cfg == nil {
 		cfg = NewConfig()
 	}
-	if err := cfg.validate(); err != nil {
+	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	if env.Now == nil {
