@@ -59,7 +59,8 @@ func FuzzParseMessage(f *testing.F) {
 }
 
 // FuzzServeDatagram runs whole messages through the agent: no panic, no error, at
-// most one reply, which fits max_message_size and answers the request.
+// most one reply, which fits max_message_size and answers the request (a Report to
+// an SNMPv3 message).
 func FuzzServeDatagram(f *testing.F) {
 	cfg := NewConfig()
 	cfg.WriteCommunity = "s3cr3t-rw"
@@ -94,6 +95,14 @@ func FuzzServeDatagram(f *testing.F) {
 		out := replies[0]
 		if len(out) > cfg.MaxMessageSize {
 			t.Fatalf("reply of %d octets", len(out))
+		}
+		if v3, err := scanV3(b); err == nil {
+			r, err := scanV3(out)
+			if err != nil || r.msgID != v3.msgID || r.flags != 0 || r.pdu.pdu != byte(gosnmp.Report) ||
+				(!v3.encrypted && r.pdu.requestID != v3.pdu.requestID) {
+				t.Fatalf("report %x to %x (%v)", out, b, err)
+			}
+			return
 		}
 		req, err := scanMessage(b)
 		if err != nil {

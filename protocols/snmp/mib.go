@@ -258,7 +258,9 @@ type stats struct {
 	inASNParseErrs, inTotalReqVars, inTotalSetVars, inGetRequests, inGetNexts,
 	inSetRequests, outTooBigs, outNoSuchNames, outBadValues, outGenErrs,
 	outGetResponses, silentDrops atomic.Uint32
-	inOctets, outOctets atomic.Uint64
+	// SNMPv3 counters (RFC 3412 §5, RFC 3414 §5), reported in Reports only.
+	unknownSecurityModels, invalidMsgs, unknownUserNames, unknownEngineIDs atomic.Uint32
+	inOctets, outOctets                                                    atomic.Uint64
 }
 
 // frameOverhead is what an SNMP message gains on the wire: Ethernet header and FCS

@@ -5,12 +5,17 @@
 package snmp
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"math"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -71,6 +76,17 @@ type Config struct {
 	// TCPMaxConn is tcpMaxConn; TCPEstablished is tcpCurrEstab.
 	TCPMaxConn     int `yaml:"tcp_max_conn"`
 	TCPEstablished int `yaml:"tcp_established"`
+	// SNMPv3 answers SNMPv3 engine discovery (RFC 3414 §4) as an agent with v3
+	// enabled does: a Report with its engine ID, boots and time. The agent has no USM
+	// users, so every other v3 request gets an unknown-user-name Report. False: v3
+	// messages are dropped, as by a v1/v2c-only device.
+	SNMPv3 bool `yaml:"snmpv3"`
+	// EngineID is snmpEngineID in hex. Empty: RFC 3411 format 3 (MAC address) under
+	// the enterprise number of the identity's sysObjectID.
+	EngineID string `yaml:"engine_id"`
+	// EngineBoots is snmpEngineBoots. 0: derived from the identity's serial number
+	// and MAC address (2 to 41), so that it differs between installs.
+	EngineBoots int `yaml:"engine_boots"`
 }
 
 // Interface is one Ethernet port.
@@ -109,6 +125,7 @@ func NewConfig() *Config {
 		DefaultTTL:     64,
 		TCPMaxConn:     32,
 		TCPEstablished: 2,
+		SNMPv3:         true,
 	}
 }
 
@@ -177,10 +194,42 @@ func (c *Config) validate() error {
 	if c.TCPEstablished < 0 || (c.TCPMaxConn > 0 && c.TCPEstablished > c.TCPMaxConn) {
 		bad("tcp_established %d not in [0, tcp_max_conn]", c.TCPEstablished)
 	}
+	if c.EngineID != "" {
+		if id, err := hex.DecodeString(c.EngineID); err != nil || len(id) < 5 || len(id) > maxEngineID {
+			bad("engine_id %q is not 5 to 32 octets in hex", c.EngineID)
+		}
+	}
+	if c.EngineBoots < 0 || c.EngineBoots > math.MaxInt32 {
+		bad("engine_boots %d not in [0, 2147483647]", c.EngineBoots)
+	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("%w: snmp: %w", protocols.ErrConfig, err)
 	}
 	return nil
+}
+
+// engine returns the SNMPv3 engine ID and boots of the device.
+func engine(c *Config, id *protocols.Identity) ([]byte, uint32, error) {
+	boots := uint32(c.EngineBoots)
+	if boots == 0 {
+		f := fnv.New32a()
+		f.Write([]byte(id.Serial))
+		f.Write(id.MAC)
+		boots = 2 + f.Sum32()%40
+	}
+	if c.EngineID != "" {
+		b, err := hex.DecodeString(c.EngineID)
+		return b, boots, err
+	}
+	// RFC 3411 §5 SnmpEngineID: enterprise number with the first bit set, format 3
+	// (MAC address), the MAC.
+	o, _ := parseOID(id.SysObjectID)
+	if len(o) < 7 || !slices.Equal(o[:6], oid{1, 3, 6, 1, 4, 1}) || o[6] >= 1<<31 {
+		return nil, 0, fmt.Errorf("%w: snmp: sys_object_id %s is not under enterprises: set engine_id for SNMPv3",
+			protocols.ErrConfig, id.SysObjectID)
+	}
+	e := binary.BigEndian.AppendUint32(nil, o[6]|1<<31)
+	return append(append(e, 3), id.MAC...), boots, nil
 }
 
 func isMask(a [4]byte) bool {
@@ -211,6 +260,9 @@ type Handler struct {
 	dev    *device
 	mib    *mib
 	limits *limiter // nil when unlimited
+	// engineID and engineBoots are the SNMPv3 engine's, when SNMPv3 is on.
+	engineID    []byte
+	engineBoots uint32
 }
 
 var _ protocols.DatagramHandler = (*Handler)(nil)
@@ -248,6 +300,11 @@ func New(env protocols.Env, cfg *Config) (*Handler, error) {
 		return nil, err
 	}
 	h := &Handler{cfg: c, now: now, log: log, dev: dev, mib: m}
+	if c.SNMPv3 {
+		if h.engineID, h.engineBoots, err = engine(&c, &id); err != nil {
+			return nil, err
+		}
+	}
 	if c.RateLimit > 0 {
 		h.limits = newLimiter(c.RateLimit, c.RateBurst)
 	}
@@ -267,6 +324,8 @@ const (
 	opBadVersion   = "unsupported_version"
 	opBadPDU       = "unsupported_pdu"
 	opRateLimited  = "rate_limited"
+	opEncrypted    = "encrypted_request"
+	opBadSecurity  = "unsupported_security_model"
 )
 
 // Bounds of attacker text copied into events.
@@ -299,6 +358,9 @@ func (h *Handler) ServeDatagram(ctx context.Context, s protocols.Session, req []
 		return nil
 	}
 	m, err := parseMessage(req)
+	if v, ok := versionOf(err); ok && v == wireV3 && h.cfg.SNMPv3 {
+		return h.serveV3(now, s, req, reply)
+	}
 	if err != nil {
 		ev := h.event(now, opMalformed, nil)
 		if v, ok := versionOf(err); ok {
@@ -360,13 +422,116 @@ func (h *Handler) ServeDatagram(ctx context.Context, s protocols.Session, req []
 	}
 	h.count(res)
 	s.Emit(ev)
+	if err := h.send(reply, out); err != nil {
+		return err
+	}
+	st.outGetResponses.Add(1)
+	return nil
+}
+
+// send sends one message and counts it.
+func (h *Handler) send(reply func([]byte) error, out []byte) error {
 	if err := reply(out); err != nil {
 		return fmt.Errorf("snmp: send response: %w", err)
 	}
-	st.outPkts.Add(1)
-	st.outOctets.Add(uint64(len(out) + frameOverhead))
-	st.outGetResponses.Add(1)
+	h.dev.stats.outPkts.Add(1)
+	h.dev.stats.outOctets.Add(uint64(len(out) + frameOverhead))
 	return nil
+}
+
+// usmStats counters (RFC 3414 §5) named in Reports.
+const (
+	usmStatsUnknownUserNames = "1.3.6.1.6.3.15.1.1.3.0"
+	usmStatsUnknownEngineIDs = "1.3.6.1.6.3.15.1.1.4.0"
+)
+
+// serveV3 answers an SNMPv3 message as an agent without USM users (RFC 3412 §7.2,
+// RFC 3414 §3.2): a message for another engine ID (discovery) gets the
+// usmStatsUnknownEngineIDs Report, which tells the engine ID, boots and time; one for
+// this engine gets usmStatsUnknownUserNames. Reports go only to messages that ask for
+// them (reportableFlag) and carry a confirmed-class PDU.
+func (h *Handler) serveV3(now time.Time, s protocols.Session, req []byte, reply func([]byte) error) error {
+	st := &h.dev.stats
+	ev := h.event(now, opMalformed, nil)
+	ev.Detail["version"] = "3"
+	m, err := scanV3(req)
+	if err != nil {
+		st.inASNParseErrs.Add(1)
+		ev.Detail["error"] = bounded(err.Error(), maxDetailText)
+		s.Emit(ev)
+		return nil
+	}
+	switch {
+	case m.model != securityUSM:
+		st.unknownSecurityModels.Add(1)
+		ev.Op = opBadSecurity
+		ev.Detail["security_model"] = fmt.Sprint(m.model)
+		s.Emit(ev)
+		return nil
+	case m.flags&(flagAuth|flagPriv) == flagPriv: // privacy without authentication
+		st.invalidMsgs.Add(1)
+		ev.Detail["error"] = fmt.Sprintf("msgFlags %#02x", m.flags)
+		s.Emit(ev)
+		return nil
+	}
+	ev.Op = opEncrypted
+	if !m.encrypted {
+		ev.Op = pduOp(gosnmp.PDUType(m.pdu.pdu))
+		ev.Code = int(m.pdu.pdu)
+		ev.Quantity = len(m.pdu.varbinds)
+	}
+	ev.Detail["user"] = bounded(string(m.user), maxDetailText)
+	ev.Detail["security_level"] = [4]string{"noAuthNoPriv", "authNoPriv", "", "authPriv"}[m.flags&(flagAuth|flagPriv)]
+	r := v3Report{
+		msgID:       m.msgID,
+		maxSize:     min(h.cfg.MaxMessageSize, int(m.maxSize)),
+		engineID:    h.engineID,
+		boots:       h.engineBoots,
+		time:        uint32(min(max(now.Sub(h.dev.boot), 0).Seconds(), math.MaxInt32)),
+		user:        m.user,
+		contextName: m.contextName,
+	}
+	if !m.encrypted {
+		r.requestID = m.pdu.requestID
+	}
+	if bytes.Equal(m.engineID, h.engineID) {
+		r.counter, r.count = usmStatsUnknownUserNames, st.unknownUserNames.Add(1)
+		ev.Detail["report"] = "unknown_user_name"
+	} else {
+		r.counter, r.count = usmStatsUnknownEngineIDs, st.unknownEngineIDs.Add(1)
+		ev.Detail["report"] = "unknown_engine_id"
+	}
+	s.Emit(ev)
+	confirmed := m.encrypted || slices.Contains([]byte{byte(gosnmp.GetRequest), byte(gosnmp.GetNextRequest),
+		byte(gosnmp.GetBulkRequest), byte(gosnmp.SetRequest), byte(gosnmp.InformRequest)}, m.pdu.pdu)
+	if m.flags&flagReportable == 0 || !confirmed {
+		st.silentDrops.Add(1)
+		return nil
+	}
+	out, err := marshalReport(r)
+	if err != nil {
+		return err
+	}
+	if len(out) > r.maxSize {
+		st.silentDrops.Add(1)
+		return nil
+	}
+	return h.send(reply, out)
+}
+
+// pduOp is the event operation of a request PDU.
+func pduOp(p gosnmp.PDUType) string {
+	switch p {
+	case gosnmp.GetRequest:
+		return opGet
+	case gosnmp.GetNextRequest:
+		return opGetNext
+	case gosnmp.GetBulkRequest:
+		return opGetBulk
+	case gosnmp.SetRequest:
+		return opSet
+	}
+	return opBadPDU
 }
 
 // versionOf returns the version of a message refused for its version.

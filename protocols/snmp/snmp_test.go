@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"math"
 	"net"
 	"net/netip"
@@ -509,6 +510,17 @@ func TestRealClients(t *testing.T) {
 			t.Errorf("sysLocation after SET: %v\n%s", err, out)
 		}
 	})
+	t.Run("snmpget v3 finds the engine but no such user", func(t *testing.T) {
+		for _, sec := range [][]string{
+			{"-l", "noAuthNoPriv", "-u", "admin"},
+			{"-l", "authPriv", "-u", "admin", "-a", "SHA", "-A", "adminpass1", "-x", "AES", "-X", "adminpass1"},
+		} {
+			out, err := run(t, "snmpget", args(append(append([]string{"-v3"}, sec...), agent, sysDescr0)...)...)
+			if err == nil || !strings.Contains(out, "Unknown user name") {
+				t.Errorf("snmpget -v3 %v: %v\n%s", sec, err, out)
+			}
+		}
+	})
 	t.Run("nmap", func(t *testing.T) {
 		testenv.RequireRoot(t) // UDP scans need raw sockets, and port 161
 		// nmap's SNMP scripts run on port 161 only: serve there, on a free loopback address.
@@ -520,6 +532,8 @@ func TestRealClients(t *testing.T) {
 			t.Fatalf("nmap: %v\n%s", err, out)
 		}
 		for _, w := range []string{"| snmp-sysdescr: " + wantDescr, "System uptime: 1d12h", "MAC address: 001b1b4a10fe",
+			"| snmp-info: ", "engineIDFormat: mac", "enterprise: Siemens AG", "engineIDData: 001b1b4a10fe", fmt.Sprintf("snmpEngineBoots: %d", testBoots()),
+			"snmpEngineTime: 1d12h",
 			"Type: ethernetCsmacd  Speed: 100 Mbps", "Status: up", "Status: down"} {
 			if !strings.Contains(out, w) {
 				t.Errorf("nmap output lacks %q:\n%s", w, out)
@@ -841,6 +855,7 @@ func TestDropped(t *testing.T) {
 		op      string
 		counter int // snmp group arc that must count it
 		detail  map[string]string
+		mod     func(*Config)
 	}{
 		{name: "wrong community v2c", req: get(1, "private"), op: "bad_community", counter: 4,
 			detail: map[string]string{"community": "private", "version": "2c", "oids": sysDescr0}},
@@ -849,8 +864,8 @@ func TestDropped(t *testing.T) {
 		{name: "wrong community set", req: encode(t, gosnmp.Version2c, "Public", gosnmp.SetRequest, 0, 0, str(sysName0, "x")),
 			op: "bad_community", counter: 4, detail: map[string]string{"community": "Public"}},
 		{name: "empty community", req: get(1, ""), op: "bad_community", counter: 4},
-		{name: "SNMPv3 (nmap snmp-info probe)", op: "unsupported_version", counter: 3, detail: map[string]string{"version": "3"},
-			req: []byte("\x30\x3a\x02\x01\x03\x30\x0f\x02\x02\x4a\x69\x02\x03\x00\xff\xe3\x04\x01\x04\x02\x01\x03\x04\x10\x30\x0e\x04\x00\x02\x01\x00\x02\x01\x00\x04\x00\x04\x00\x04\x00\x30\x12\x04\x00\x04\x00\xa0\x0c\x02\x02\x37\xf0\x02\x01\x00\x02\x01\x00\x30\x00")},
+		{name: "SNMPv3 with snmpv3 off (nmap snmp-info probe)", op: "unsupported_version", counter: 3, detail: map[string]string{"version": "3"},
+			mod: func(c *Config) { c.SNMPv3 = false }, req: []byte("\x30\x3a\x02\x01\x03\x30\x0f\x02\x02\x4a\x69\x02\x03\x00\xff\xe3\x04\x01\x04\x02\x01\x03\x04\x10\x30\x0e\x04\x00\x02\x01\x00\x02\x01\x00\x04\x00\x04\x00\x04\x00\x30\x12\x04\x00\x04\x00\xa0\x0c\x02\x02\x37\xf0\x02\x01\x00\x02\x01\x00\x30\x00")},
 		{name: "version 2", req: get(2, "public"), op: "unsupported_version", counter: 3, detail: map[string]string{"version": "2"}},
 		{name: "http", req: []byte("GET / HTTP/1.0\r\n\r\n"), op: "malformed", counter: 6},
 		{name: "empty", req: nil, op: "malformed", counter: 6},
@@ -887,7 +902,7 @@ func TestDropped(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			h, _ := newTestHandler(t, nil)
+			h, _ := newTestHandler(t, tc.mod)
 			out, events := exchange(t, h, tc.req)
 			if out != nil {
 				t.Fatalf("answered %x", out)
@@ -1284,6 +1299,18 @@ func TestConfig(t *testing.T) {
 		{name: "no sysObjectID", mod: func(_ *Config, id *protocols.Identity) { id.SysObjectID = "" }, want: "sys_object_id"},
 		{name: "bad sysObjectID", mod: func(_ *Config, id *protocols.Identity) { id.SysObjectID = "1.55.3" }, want: "sys_object_id"},
 		{name: "no MAC", mod: func(_ *Config, id *protocols.Identity) { id.MAC = nil }, want: "MAC"},
+		{name: "sysObjectID outside enterprises", mod: func(_ *Config, id *protocols.Identity) { id.SysObjectID = "1.3.6.1.2.1.1" }, want: "set engine_id"},
+		{name: "sysObjectID outside enterprises with an engine ID", mod: func(c *Config, id *protocols.Identity) {
+			id.SysObjectID = "1.3.6.1.2.1.1"
+			c.EngineID = "8000000001020304"
+		}},
+		{name: "sysObjectID outside enterprises without SNMPv3", mod: func(c *Config, id *protocols.Identity) {
+			id.SysObjectID = "1.3.6.1.2.1.1"
+			c.SNMPv3 = false
+		}},
+		{name: "engine ID not hex", mod: func(c *Config, _ *protocols.Identity) { c.EngineID = "80zz" }, want: "engine_id"},
+		{name: "engine ID too short", mod: func(c *Config, _ *protocols.Identity) { c.EngineID = "80000001" }, want: "engine_id"},
+		{name: "engine boots", mod: func(c *Config, _ *protocols.Identity) { c.EngineBoots = -1 }, want: "engine_boots"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -1331,4 +1358,118 @@ func TestIdentityIsCopied(t *testing.T) {
 	id.MAC[5] = 0
 	p := decodeResponse(t, mustExchange(t, h, encode(t, gosnmp.Version2c, "public", gosnmp.GetRequest, 0, 0, nulls(sysName0, ifPhys1)...)))
 	checkVars(t, p.Variables, []vb{{sysName0, gosnmp.OctetString, "plc-pumpstation-2"}, {ifPhys1, gosnmp.OctetString, string([]byte{0, 0x1b, 0x1b, 0x4a, 0x10, 0xfe})}})
+}
+
+// Test engine: RFC 3411 format 3 under Siemens' enterprise 4329 (0x10e9) with the MAC.
+var testEngineID = []byte{0x80, 0x00, 0x10, 0xe9, 0x03, 0x00, 0x1b, 0x1b, 0x4a, 0x10, 0xfe}
+
+// testBoots is snmpEngineBoots derived from the test identity's serial and MAC.
+func testBoots() byte {
+	f := fnv.New32a()
+	f.Write([]byte(testIdentity().Serial))
+	f.Write(testIdentity().MAC)
+	return byte(2 + f.Sum32()%40)
+}
+
+// v3Msg builds an SNMPv3 message; msgData is a ScopedPDU or an encryptedPDU.
+func v3Msg(msgID []byte, flags byte, model byte, engineID []byte, user string, msgData []byte) []byte {
+	usm := ber(0x30, ber(0x04, engineID), berInt(0), berInt(0), ber(0x04, []byte(user)), ber(0x04, nil), ber(0x04, nil))
+	return ber(0x30, berInt(3), ber(0x30, berInt(msgID...), berInt(0x00, 0xff, 0xe3), ber(0x04, []byte{flags}), berInt(model)),
+		ber(0x04, usm), msgData)
+}
+
+func scopedPDU(engineID []byte, context string, pdu byte, reqID []byte, vbs ...[]byte) []byte {
+	return ber(0x30, ber(0x04, engineID), ber(0x04, []byte(context)), ber(pdu, berInt(reqID...), berInt(0), berInt(0), ber(0x30, vbs...)))
+}
+
+// report is the Report the agent must send: noAuthNoPriv, its engine, 1000 s after boot.
+func report(msgID []byte, user, context string, reqID []byte, counter string) []byte {
+	usm := ber(0x30, ber(0x04, testEngineID), berInt(testBoots()), berInt(0x03, 0xe8), ber(0x04, []byte(user)), ber(0x04, nil), ber(0x04, nil))
+	return ber(0x30, berInt(3), ber(0x30, berInt(msgID...), berInt(0x05, 0xc0), ber(0x04, []byte{0}), berInt(3)),
+		ber(0x04, usm), scopedPDU(testEngineID, context, 0xa8, reqID, rawVB(counter, ber(0x41, []byte{1}))))
+}
+
+func TestSNMPv3(t *testing.T) {
+	nmapProbe := []byte("\x30\x3a\x02\x01\x03\x30\x0f\x02\x02\x4a\x69\x02\x03\x00\xff\xe3\x04\x01\x04\x02\x01\x03\x04\x10\x30\x0e\x04\x00\x02\x01\x00\x02\x01\x00\x04\x00\x04\x00\x04\x00\x30\x12\x04\x00\x04\x00\xa0\x0c\x02\x02\x37\xf0\x02\x01\x00\x02\x01\x00\x30\x00")
+	msgID := []byte{0x12, 0x34, 0x56}
+	getDescr := scopedPDU(nil, "", 0xa0, []byte{0x01, 0x02}, rawVB(sysDescr0, null))
+	tests := []struct {
+		name   string
+		mod    func(*Config)
+		req    []byte
+		want   []byte // nil: no answer
+		op     string
+		detail map[string]string
+	}{
+		{
+			name: "nmap snmp-info discovery probe", req: nmapProbe, op: "get_request",
+			want:   report([]byte{0x4a, 0x69}, "", "", []byte{0x37, 0xf0}, "1.3.6.1.6.3.15.1.1.4.0"),
+			detail: map[string]string{"version": "3", "report": "unknown_engine_id", "security_level": "noAuthNoPriv", "user": ""},
+		},
+		{
+			name: "discovery with a user and a negative request-id", op: "get_next_request",
+			req:  v3Msg(msgID, 0x04, 3, nil, "admin", scopedPDU(nil, "", 0xa1, []byte{0xff}, rawVB(sysDescr0, null))),
+			want: report(msgID, "admin", "", []byte{0xff}, "1.3.6.1.6.3.15.1.1.4.0"),
+		},
+		{
+			name: "request for this engine by an unknown user", op: "get_request",
+			req:    v3Msg(msgID, 0x04, 3, testEngineID, "operator", scopedPDU(testEngineID, "ctx", 0xa0, []byte{0x01, 0x02}, rawVB(sysDescr0, null))),
+			want:   report(msgID, "operator", "ctx", []byte{0x01, 0x02}, "1.3.6.1.6.3.15.1.1.3.0"),
+			detail: map[string]string{"report": "unknown_user_name", "user": "operator"},
+		},
+		{
+			name: "authPriv request, encrypted", op: "encrypted_request",
+			req:    v3Msg(msgID, 0x07, 3, testEngineID, "admin", ber(0x04, []byte("ciphertext"))),
+			want:   report(msgID, "admin", "", []byte{0}, "1.3.6.1.6.3.15.1.1.3.0"),
+			detail: map[string]string{"security_level": "authPriv"},
+		},
+		{name: "not reportable", op: "get_request", req: v3Msg(msgID, 0x00, 3, nil, "", getDescr)},
+		{name: "report PDU", op: "unsupported_pdu", req: v3Msg(msgID, 0x04, 3, nil, "", scopedPDU(nil, "", 0xa8, []byte{1}))},
+		{name: "privacy without authentication", op: "malformed", req: v3Msg(msgID, 0x06, 3, nil, "", ber(0x04, []byte("x")))},
+		{name: "security model 2", op: "unsupported_security_model", req: v3Msg(msgID, 0x04, 2, nil, "", getDescr)},
+		{name: "user name of 33 octets", op: "malformed", req: v3Msg(msgID, 0x04, 3, nil, strings.Repeat("u", 33), getDescr)},
+		{name: "msgID beyond range", op: "malformed", req: v3Msg([]byte{0x80, 0, 0, 0}, 0x04, 3, nil, "", getDescr)},
+		{name: "encrypted data without the privacy flag", op: "malformed", req: v3Msg(msgID, 0x05, 3, nil, "", ber(0x04, []byte("x")))},
+		{name: "snmpv3 off", op: "unsupported_version", req: nmapProbe, mod: func(c *Config) { c.SNMPv3 = false }},
+		{
+			name: "configured engine ID", req: nmapProbe, op: "get_request",
+			mod: func(c *Config) { c.EngineID = "800010e905706c632d31"; c.EngineBoots = 7 },
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h, _ := newTestHandler(t, tc.mod)
+			out, events := exchange(t, h, tc.req)
+			if tc.name == "configured engine ID" {
+				m, err := scanV3(out)
+				if err != nil || !bytes.Equal(m.engineID, mustHex("800010e905706c632d31")) || m.boots != 7 || m.time != 1000 {
+					t.Fatalf("report %x: %+v %v", out, m, err)
+				}
+				return
+			}
+			if !bytes.Equal(out, tc.want) {
+				t.Errorf("answer\n%x, want\n%x", out, tc.want)
+			}
+			if len(events) != 1 || events[0].Op != tc.op {
+				t.Fatalf("events %+v, want one %s", events, tc.op)
+			}
+			for k, v := range tc.detail {
+				if events[0].Detail[k] != v {
+					t.Errorf("detail %s = %q, want %q", k, events[0].Detail[k], v)
+				}
+			}
+		})
+	}
+	t.Run("reports count", func(t *testing.T) {
+		h, _ := newTestHandler(t, nil)
+		for i := 1; i <= 3; i++ {
+			m, err := scanV3(mustExchange(t, h, nmapProbe))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := m.pdu.varbinds[0].value.contents; !bytes.Equal(got, []byte{byte(i)}) {
+				t.Errorf("report %d counts %x", i, got)
+			}
+		}
+	})
 }
