@@ -680,11 +680,11 @@ func (c *conn) readHead() (*Request, int, error) {
 // timeout. It returns the (decoded) body and the length of the whole request.
 func (c *conn) readBody(req *Request, headLen int) ([]byte, int, error) {
 	deadline := time.Now().Add(c.h.cfg.BodyTimeout)
-	max := c.h.cfg.MaxBodyBytes
+	maxBody := c.h.cfg.MaxBodyBytes
 	if req.Chunked {
-		d := ChunkedBody{Max: max}
+		d := ChunkedBody{Max: maxBody}
 		// The encoded body may carry framing overhead on top of the data.
-		limit := headLen + 2*max + maxChunkLine + maxTrailerBytes
+		limit := headLen + 2*maxBody + maxChunkLine + maxTrailerBytes
 		for asked := false; ; {
 			n, err := d.Decode(c.buf[headLen:])
 			if err == nil {
@@ -710,8 +710,8 @@ func (c *conn) readBody(req *Request, headLen int) ([]byte, int, error) {
 	if req.ContentLength <= 0 {
 		return nil, headLen, nil
 	}
-	if req.ContentLength > int64(max) {
-		return nil, 0, fmt.Errorf("%w: Content-Length %d over %d", ErrBodyTooLarge, req.ContentLength, max)
+	if req.ContentLength > int64(maxBody) {
+		return nil, 0, fmt.Errorf("%w: Content-Length %d over %d", ErrBodyTooLarge, req.ContentLength, maxBody)
 	}
 	need := headLen + int(req.ContentLength)
 	if len(c.buf) < need && req.Continue {
