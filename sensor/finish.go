@@ -83,7 +83,10 @@ func (s *Sensor) complete(sess *session) {
 	for _, p := range parts {
 		key := pcapKey
 		if p.Part > 1 {
-			key = incidents.PartKey(pcapKey, p.Part)
+			if key, err = incidents.PartKey(pcapKey, p.Part); err != nil {
+				sess.log.Error("incident keys", "err", err)
+				return
+			}
 		}
 		sum := hex.EncodeToString(p.SHA256[:])
 		is.PCAPs = append(is.PCAPs, incidents.PCAP{

@@ -74,11 +74,12 @@ func LoadPersona(nameOrPath string) (*Persona, error) {
 		return nil, fmt.Errorf("persona: %w", err)
 	}
 	p := &Persona{file: file}
-	if ps := decodeYAML(file, b, p); len(ps) > 0 {
-		return nil, ps
-	}
+	ps := decodeYAML(file, b, p)
 	if p.Name == "" {
-		return nil, Problems{{File: file, Msg: "name: required"}}
+		ps = append(ps, Problem{File: file, Msg: "name: required"})
+	}
+	if len(ps) > 0 {
+		return p, ps // what could be decoded, for `pcapot validate` to check further
 	}
 	return p, nil
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/pcapot/pcapot/incidents"
 )
@@ -15,22 +16,53 @@ import (
 // ErrNoSession is returned when no stored incident has the session id.
 var ErrNoSession = errors.New("no such session")
 
+// SessionInfo is what `pcapot sessions list` shows of one stored session.
+type SessionInfo struct {
+	SessionID          string           `json:"session_id"`
+	SensorID           string           `json:"sensor_id"`
+	Protocol           string           `json:"protocol"`
+	Transport          string           `json:"transport"`
+	Client             string           `json:"client"`
+	Server             string           `json:"server"`
+	Start              time.Time        `json:"start"`
+	End                time.Time        `json:"end"`
+	Reason             string           `json:"close_reason"`
+	Packets            int64            `json:"packets"`
+	Bytes              int64            `json:"bytes"`
+	Events             int              `json:"events"`
+	PossiblyIncomplete bool             `json:"possibly_incomplete"`
+	Filter             string           `json:"filter"`
+	IncidentID         string           `json:"incident_id"`
+	BundleKey          string           `json:"bundle_key"`
+	PCAPs              []incidents.PCAP `json:"pcaps"`
+}
+
+func newSessionInfo(key string, s *incidents.Summary) SessionInfo {
+	return SessionInfo{
+		SessionID: s.SessionID, SensorID: s.SensorID, Protocol: s.Protocol, Transport: s.Transport,
+		Client: s.Client.String(), Server: s.Server.String(), Start: s.Start, End: s.End, Reason: s.Reason,
+		Packets: s.ClientPackets + s.ServerPackets, Bytes: s.ClientBytes + s.ServerBytes, Events: s.Events,
+		PossiblyIncomplete: s.PossiblyIncomplete, Filter: s.Filter, IncidentID: s.IncidentID,
+		BundleKey: key, PCAPs: s.PCAPs,
+	}
+}
+
 // ListSessions reads every stored incident bundle and summarises it, oldest first.
-func ListSessions(ctx context.Context, st incidents.Store) ([]*incidents.Summary, error) {
+func ListSessions(ctx context.Context, st incidents.Store) ([]SessionInfo, error) {
 	objs, err := st.List(ctx, "")
 	if err != nil {
 		return nil, fmt.Errorf("list store: %w", err)
 	}
-	var out []*incidents.Summary
+	var out []SessionInfo
 	for _, o := range objs {
-		if !strings.HasSuffix(o.Key, ".json") {
-			continue
+		if !isBundleKey(o.Key) {
+			continue // the data folder also holds the spool and state.json
 		}
 		sum, err := loadSummary(ctx, st, o.Key)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, sum)
+		out = append(out, newSessionInfo(o.Key, sum))
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Start.Before(out[j].Start) })
 	return out, nil
@@ -50,7 +82,7 @@ func loadSummary(ctx context.Context, st incidents.Store, key string) (*incident
 
 // FindSession returns the summary of the session with this id.
 func FindSession(ctx context.Context, st incidents.Store, id string) (*incidents.Summary, error) {
-	if !validUUID(id) {
+	if incidents.ValidUUID(id) != nil {
 		return nil, fmt.Errorf("%q is not a session id (a UUID as shown by `pcapot sessions list`)", id)
 	}
 	objs, err := st.List(ctx, "")
@@ -58,7 +90,7 @@ func FindSession(ctx context.Context, st incidents.Store, id string) (*incidents
 		return nil, fmt.Errorf("list store: %w", err)
 	}
 	for _, o := range objs {
-		if strings.HasSuffix(o.Key, "/"+id+".json") {
+		if isBundleKey(o.Key) && strings.HasSuffix(o.Key, "/"+id+".json") {
 			return loadSummary(ctx, st, o.Key)
 		}
 	}
@@ -96,21 +128,7 @@ func GetPCAPs(ctx context.Context, st incidents.Store, id string) (*incidents.Su
 	return sum, parts, nil
 }
 
-func validUUID(s string) bool {
-	if len(s) != 36 {
-		return false
-	}
-	for i, r := range s {
-		switch i {
-		case 8, 13, 18, 23:
-			if r != '-' {
-				return false
-			}
-		default:
-			if !(r >= '0' && r <= '9' || r >= 'a' && r <= 'f') {
-				return false
-			}
-		}
-	}
-	return true
+// isBundleKey reports whether key is where the sensor stores an incident bundle.
+func isBundleKey(key string) bool {
+	return strings.HasSuffix(key, ".json") && incidents.ValidKey(key) == nil
 }

@@ -94,6 +94,10 @@ func New(ctx context.Context, cfg *Config, specs []protocols.Spec, logger *slog.
 		IdentityID: s.state.IdentityID,
 		Vendor:     s.identity.Vendor,
 		Product:    s.identity.Product,
+		// One (id, modified) pair must always serialize the same: the identity's
+		// version is the install's creation time.
+		IdentityCreated:  s.state.Created,
+		IdentityModified: s.state.Created,
 	}
 	if err := s.buildServices(specs); err != nil {
 		return nil, err
@@ -361,6 +365,7 @@ func (s *Sensor) Run(ctx context.Context) error {
 	defer stopHandlers()
 
 	capCtx, stopCapture := context.WithCancel(context.Background())
+	defer stopCapture()
 	capDone := make(chan error, 1)
 	go func() { capDone <- s.live.Run(capCtx, s.demux.Handle) }()
 

@@ -74,6 +74,21 @@ func LoadState(dir, sensorID string) (*State, error) {
 // Identity returns the persona's identity with this install's generated values,
 // generating and saving them on first use.
 func (st *State) Identity(dir string, p *Persona) (*protocols.Identity, error) {
+	_, known := st.Personas[p.Name]
+	id, err := st.identity(p)
+	if err != nil {
+		return nil, err
+	}
+	if !known {
+		if err := st.save(dir); err != nil {
+			return nil, err
+		}
+	}
+	return id, nil
+}
+
+// identity applies (generating them when missing) the install's values to p's identity.
+func (st *State) identity(p *Persona) (*protocols.Identity, error) {
 	v, ok := st.Personas[p.Name]
 	if !ok {
 		var err error
@@ -90,9 +105,6 @@ func (st *State) Identity(dir string, p *Persona) (*protocols.Identity, error) {
 			v.MAC = mac.String()
 		}
 		st.Personas[p.Name] = v
-		if err := st.save(dir); err != nil {
-			return nil, err
-		}
 	}
 	id := p.Identity
 	if v.Serial != "" {

@@ -27,10 +27,10 @@ func ValidateFiles(configPath, persona string, specs []protocols.Spec) (Problems
 	}
 	p, err := LoadPersona(persona)
 	var pps Problems
-	if errors.As(err, &pps) {
-		return append(ps, pps...), nil
-	}
-	if err != nil {
+	switch {
+	case errors.As(err, &pps):
+		ps = append(ps, pps...)
+	case err != nil:
 		return append(ps, Problem{Msg: err.Error()}), nil
 	}
 	return append(ps, p.check(specs)...), nil
@@ -54,9 +54,19 @@ func (p *Persona) check(specs []protocols.Spec) Problems {
 			ps = append(ps, Problem{File: p.file, Line: n.Line, Msg: fmt.Sprintf("protocols.%s: unknown protocol (known: %s)", name, specNames(specs))})
 		}
 	}
-	id := p.Identity
-	env := protocols.Env{Identity: &id, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Boot: time.Now(), Now: time.Now}
+	// Build the handlers with an identity as an install would have it.
+	st := &State{Personas: map[string]PersonaValues{}}
+	id, err := st.identity(p)
+	if err != nil {
+		return append(ps, Problem{File: p.file, Msg: err.Error()})
+	}
+	env := protocols.Env{Identity: id, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Boot: time.Now(), Now: time.Now}
 	for _, sp := range specs {
+		_, served := p.Services[sp.Name]
+		_, configured := p.Protocols[sp.Name]
+		if !served && !configured {
+			continue
+		}
 		cfg, cps := p.ProtocolConfig(sp)
 		if len(cps) > 0 {
 			ps = append(ps, cps...)

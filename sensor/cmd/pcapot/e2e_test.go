@@ -19,7 +19,6 @@ import (
 
 	"github.com/gopacket/gopacket/pcapgo"
 
-	"github.com/pcapot/pcapot/incidents"
 	"github.com/pcapot/pcapot/incidents/stixcheck"
 	"github.com/pcapot/pcapot/internal/testenv"
 	"github.com/pcapot/pcapot/sensor"
@@ -183,7 +182,8 @@ func TestEndToEndModbusS3(t *testing.T) {
 	defer td.Process.Kill()
 	waitFor(t, 10*time.Second, func() bool { return strings.Contains(tdErr.String(), "listening on") })
 
-	sp := startSensor(t, bin, append([]string{"--listen", fmt.Sprintf("127.0.0.1:%d", port), "--sensor-id", "e2e-sensor"}, s3flags...)...)
+	sp := startSensor(t, bin, append([]string{"--listen", fmt.Sprintf("127.0.0.1:%d", port), "--sensor-id", "e2e-sensor",
+		"--disable", "s7comm", "--disable", "http", "--disable", "snmp"}, s3flags...)...)
 
 	// Several concurrent sessions from two real clients.
 	const mbpolls = 4
@@ -226,7 +226,7 @@ c.close()
 	const sessions = mbpolls + 1
 
 	// Sessions end on FIN+linger; wait until every bundle is in the bucket.
-	var list []incidents.Summary
+	var list []sensor.SessionInfo
 	waitFor(t, 30*time.Second, func() bool {
 		list = sessionsList(t, bin, s3flags)
 		return len(list) >= sessions
@@ -301,17 +301,17 @@ func waitFor(t *testing.T, d time.Duration, ok func() bool) {
 	}
 }
 
-func sessionsList(t *testing.T, bin string, storeFlags []string) []incidents.Summary {
+func sessionsList(t *testing.T, bin string, storeFlags []string) []sensor.SessionInfo {
 	t.Helper()
 	out, err := exec.Command(bin, append([]string{"sessions", "list", "--json"}, storeFlags...)...).Output()
 	if err != nil {
 		t.Logf("sessions list: %v", err)
 		return nil
 	}
-	var list []incidents.Summary
+	var list []sensor.SessionInfo
 	dec := json.NewDecoder(bytes.NewReader(out))
 	for dec.More() {
-		var s incidents.Summary
+		var s sensor.SessionInfo
 		if err := dec.Decode(&s); err != nil {
 			t.Fatalf("sessions list --json: %v", err)
 		}

@@ -1,0 +1,25 @@
+// Package all is the explicit list of the protocols pcapot emulates (no init-time
+// registration): the sensor looks specs up by name from Specs.
+package all
+
+import (
+	"github.com/pcapot/pcapot/protocols"
+	"github.com/pcapot/pcapot/protocols/bacnet"
+	"github.com/pcapot/pcapot/protocols/http"
+	"github.com/pcapot/pcapot/protocols/iec104"
+	"github.com/pcapot/pcapot/protocols/modbus"
+	"github.com/pcapot/pcapot/protocols/s7comm"
+	"github.com/pcapot/pcapot/protocols/snmp"
+)
+
+// Specs returns every protocol's spec, sorted by name.
+func Specs() []protocols.Spec {
+	return []protocols.Spec{
+		bacnet.Spec(),
+		http.Spec(),
+		iec104.Spec(),
+		modbus.Spec(),
+		s7comm.Spec(),
+		snmp.Spec(),
+	}
+}
