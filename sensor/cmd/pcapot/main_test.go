@@ -3,9 +3,12 @@ package main
 import (
 	"bytes"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/pcapot/pcapot/internal/testenv"
 )
 
 // Bad input ends with one clear line on stderr and a non-zero exit.
@@ -28,6 +31,7 @@ func TestBadInput(t *testing.T) {
 		{"malformed config", []string{"run", "--config", badCfg, "--data", dir}, 1, []string{`bad.yaml:2: unknown key "captur"`}},
 		{"missing config", []string{"run", "--config", filepath.Join(dir, "nope.yaml")}, 1, []string{"no such file"}},
 		{"s3 without bucket", []string{"run", "--data", dir, "--s3-endpoint", "127.0.0.1:1", "--s3-access-key", "a", "--s3-secret-key", "b"}, 1, []string{"s3.bucket"}},
+		{"unreachable s3", []string{"run", "--data", dir, "--s3-endpoint", "127.0.0.1:1", "--s3-bucket", "honeypot", "--s3-access-key", "a", "--s3-secret-key", "b", "--s3-insecure"}, 1, []string{"127.0.0.1:1"}},
 		{"pcap get without id", []string{"pcap", "get", "-o", "x"}, 2, []string{"pcapot pcap get SESSION-ID -o FILE"}},
 		{"pcap get bad id", []string{"pcap", "get", "../../etc/passwd", "-o", filepath.Join(dir, "x"), "--data", dir}, 1, []string{"not a session id"}},
 		{"validate bad persona", []string{"validate", "--persona", badPersona}, 1, []string{`p.yaml:4: unknown key "colour" in identity`, `services.telnet: unknown protocol`}},
@@ -87,5 +91,37 @@ func TestSplitListen(t *testing.T) {
 				t.Fatalf("splitListen(%q) = %q, %d, %v", tt.in, h, p, err)
 			}
 		})
+	}
+}
+
+// Without CAP_NET_RAW the sensor names the missing privilege and the fix.
+func TestNoCapturePrivilege(t *testing.T) {
+	testenv.RequireRoot(t) // to drop to an unprivileged user
+	setpriv := testenv.LookPath(t, "setpriv")
+	dir, err := os.MkdirTemp("", "pcapot-unpriv-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	os.Chmod(dir, 0o777)
+	bin := filepath.Join(dir, "pcapot")
+	build := exec.Command("go", "build", "-o", bin, ".")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	os.Chmod(bin, 0o755)
+	data := filepath.Join(dir, "data")
+	cmd := exec.Command(setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all",
+		bin, "run", "--data", data, "--listen", "127.0.0.1:15502", "--disable", "s7comm", "--disable", "http", "--disable", "snmp")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	err = cmd.Run()
+	if err == nil {
+		t.Fatal("the sensor started without capture privileges")
+	}
+	msg := strings.TrimSpace(stderr.String())
+	if strings.Count(msg, "\n") != 0 || !strings.Contains(msg, "CAP_NET_RAW") || !strings.Contains(msg, "permission denied") {
+		t.Fatalf("want one line naming CAP_NET_RAW, got:\n%s", msg)
 	}
 }
