@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -692,4 +694,60 @@ func appendPcapTCP(buf []byte, i int, from, to uint16, seq, ack uint32, payload 
 	rec = binary.LittleEndian.AppendUint32(rec, uint32(len(pkt)))
 	rec = binary.LittleEndian.AppendUint32(rec, uint32(len(pkt)))
 	return append(append(buf, rec...), pkt...)
+}
+
+// TestEthernetIPClient drives the device with a real Logix client, the ethernet-ip
+// package for Node.js (testdata/nodeclient; `npm ci` there installs it): it
+// registers a session, reads the controller properties with Get_Attribute_All through
+// Unconnected_Send, reads, writes and re-reads tags.
+func TestEthernetIPClient(t *testing.T) {
+	node := testenv.LookPath(t, "node")
+	dir, err := filepath.Abs("testdata/nodeclient")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "node_modules", "ethernet-ip")); err != nil {
+		t.Skipf("the ethernet-ip client is not installed: run npm ci in %s", dir)
+	}
+	srv := protocoltest.ServeTCP(t, "127.0.0.1:0", newHandler(t, nil))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, node, "client.js", fmt.Sprint(srv.Addr.Port()))
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("client: %v\n%s", err, out)
+	}
+	var got struct {
+		Name       string  `json:"name"`
+		Serial     uint32  `json:"serial"`
+		Version    string  `json:"version"`
+		Status     int     `json:"status"`
+		Speed      float64 `json:"speed"`
+		SpeedAfter float64 `json:"speed_after"`
+		Count      int     `json:"count"`
+		Missing    string  `json:"missing"`
+	}
+	if err := json.Unmarshal(bytes.TrimSpace(out), &got); err != nil {
+		t.Fatalf("client output %q: %v", out, err)
+	}
+	if got.Name != testIdentity.Model || got.Serial != 0x4a3b2c1d || got.Version != "32.11" || got.Status != 0x60 {
+		t.Errorf("controller properties %+v", got)
+	}
+	if got.Speed != 42.5 || got.SpeedAfter != 61.5 || got.Count != 184220 {
+		t.Errorf("tag values %+v", got)
+	}
+	if got.Missing != "4" {
+		t.Errorf("reading a missing tag: %q, want general status 4", got.Missing)
+	}
+	var ops []string
+	for _, s := range srv.Sessions() {
+		for _, e := range s.Events() {
+			ops = append(ops, e.Op)
+		}
+	}
+	// The client's UnRegisterSession may still be on its way when it exits.
+	if want := "register_session,get_attribute_all,read_tag,write_tag,read_tag,read_tag,read_tag"; !strings.HasPrefix(strings.Join(ops, ","), want) {
+		t.Errorf("events %s, want %s", strings.Join(ops, ","), want)
+	}
 }
