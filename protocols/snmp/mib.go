@@ -106,7 +106,6 @@ func wrap32(n float64) uint32 {
 
 // request is what values are computed from: one request's time and destination.
 type request struct {
-	now   time.Time
 	up    time.Duration // since the device booted
 	local netip.Addr    // the device address the request was sent to
 }
@@ -123,11 +122,9 @@ const (
 
 // object is one instance in the MIB.
 type object struct {
-	oid oid
-	// typeLen is the length of the OBJECT-TYPE's OID (scalar or column) within oid.
-	typeLen int
-	get     func(*request) value
-	write   writable
+	oid   oid
+	get   func(*request) value
+	write writable
 }
 
 func (o *object) pdu(r *request) gosnmp.SnmpPDU {
@@ -212,14 +209,14 @@ func (b *mibBuilder) addType(t oid) {
 // scalar adds the instance t.0 of the scalar OBJECT-TYPE t.
 func (b *mibBuilder) scalar(t oid, get func(*request) value) *object {
 	b.addType(t)
-	b.objects = append(b.objects, object{oid: t.child(0), typeLen: len(t), get: get})
+	b.objects = append(b.objects, object{oid: t.child(0), get: get})
 	return &b.objects[len(b.objects)-1]
 }
 
 // column adds the instance t.index of the columnar OBJECT-TYPE t.
 func (b *mibBuilder) column(t oid, index oid, get func(*request) value) {
 	b.addType(t)
-	b.objects = append(b.objects, object{oid: t.child(index...), typeLen: len(t), get: get})
+	b.objects = append(b.objects, object{oid: t.child(index...), get: get})
 }
 
 func (b *mibBuilder) build(dynamic func(*request) []object) (*mib, error) {
@@ -591,7 +588,7 @@ func addrRows(d *device, r *request) []object {
 	rows := make([]object, len(vals))
 	for i, v := range vals {
 		t := oidAddrTable.child(uint32(i + 1))
-		rows[i] = object{oid: t.child(idx...), typeLen: len(t), get: constant(v)}
+		rows[i] = object{oid: t.child(idx...), get: constant(v)}
 	}
 	return rows
 }

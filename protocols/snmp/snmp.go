@@ -256,7 +256,6 @@ func validateIdentity(id *protocols.Identity) error {
 type Handler struct {
 	cfg    Config
 	now    func() time.Time
-	log    *slog.Logger
 	dev    *device
 	mib    *mib
 	limits *limiter // nil when unlimited
@@ -299,7 +298,7 @@ func New(env protocols.Env, cfg *Config) (*Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	h := &Handler{cfg: c, now: now, log: log, dev: dev, mib: m}
+	h := &Handler{cfg: c, now: now, dev: dev, mib: m}
 	if c.SNMPv3 {
 		if h.engineID, h.engineBoots, err = engine(&c, &id); err != nil {
 			return nil, err
@@ -380,7 +379,7 @@ func (h *Handler) ServeDatagram(ctx context.Context, s protocols.Session, req []
 		s.Emit(h.event(now, opBadCommunity, m))
 		return nil
 	}
-	r := &request{now: now, up: now.Sub(h.dev.boot), local: s.Local().Addr()}
+	r := &request{up: now.Sub(h.dev.boot), local: s.Local().Addr()}
 	var res result
 	var op string
 	switch {
@@ -398,7 +397,6 @@ func (h *Handler) ServeDatagram(ctx context.Context, s protocols.Session, req []
 	default:
 		// Responses, traps, informs and reports are not for a command responder; v1
 		// has no GetBulkRequest.
-		st.silentDrops.Add(1)
 		s.Emit(h.event(now, opBadPDU, m))
 		return nil
 	}
@@ -416,7 +414,9 @@ func (h *Handler) ServeDatagram(ctx context.Context, s protocols.Session, req []
 		ev.Detail["max_repetitions"] = fmt.Sprint(m.maxRepetitions)
 	}
 	if err != nil || out == nil {
-		st.silentDrops.Add(1)
+		if err == nil { // even tooBig does not fit (RFC 3418 snmpSilentDrops)
+			st.silentDrops.Add(1)
+		}
 		s.Emit(ev)
 		return err
 	}
@@ -505,7 +505,6 @@ func (h *Handler) serveV3(now time.Time, s protocols.Session, req []byte, reply 
 	confirmed := m.encrypted || slices.Contains([]byte{byte(gosnmp.GetRequest), byte(gosnmp.GetNextRequest),
 		byte(gosnmp.GetBulkRequest), byte(gosnmp.SetRequest), byte(gosnmp.InformRequest)}, m.pdu.pdu)
 	if m.flags&flagReportable == 0 || !confirmed {
-		st.silentDrops.Add(1)
 		return nil
 	}
 	out, err := marshalReport(r)
