@@ -479,6 +479,7 @@ func (h *Handler) serveV3(now time.Time, s protocols.Session, req []byte, reply 
 		ev.Op = pduOp(gosnmp.PDUType(m.pdu.pdu))
 		ev.Code = int(m.pdu.pdu)
 		ev.Quantity = len(m.pdu.varbinds)
+		ev.Write = ev.Op == opSet
 	}
 	ev.Detail["user"] = bounded(string(m.user), maxDetailText)
 	ev.Detail["security_level"] = [4]string{"noAuthNoPriv", "authNoPriv", "", "authPriv"}[m.flags&(flagAuth|flagPriv)]

@@ -25,8 +25,9 @@ import (
 // bytes first and supplies them:
 //   - request-id is an Integer32 and may be negative; gosnmp stores it as uint32 and
 //     re-encodes it as a positive 5-octet INTEGER, so the response would not match.
-//     patchRequestID re-encodes the request-id of such responses (the only BER this
-//     package writes itself, besides the lengths that enclose it).
+//     patchRequestID re-encodes the request-id of such responses with rewrite, which
+//     with the SNMPv3 msgID (marshalReport) is the only BER this package writes
+//     itself: one INTEGER and the lengths that enclose it.
 //   - non-repeaters is truncated to uint8 by gosnmp and max-repetitions loses its sign;
 //     RFC 3416 §4.2.3 needs the signed values (negative means zero).
 //   - SetRequest values are reported raw (Event.Data), and values gosnmp would decode
@@ -41,15 +42,12 @@ var (
 	ErrVersion = errors.New("snmp: unsupported version")
 )
 
-// BER tags used by SNMP (X.690 universal tags, RFC 2578 application tags, RFC 3416
-// context tags).
+// X.690 universal tags of the SNMP message structure.
 const (
-	tagInteger   = 0x02
-	tagOctetStr  = 0x04
-	tagNull      = 0x05
-	tagOID       = 0x06
-	tagSequence  = 0x30
-	tagIPAddress = 0x40
+	tagInteger  = 0x02
+	tagOctetStr = 0x04
+	tagOID      = 0x06
+	tagSequence = 0x30
 )
 
 // maxOIDArcs is the SMI limit on sub-identifiers (RFC 2578 §3.5).
