@@ -987,7 +987,7 @@ func startCapture(t *testing.T, port uint16) func() string {
 	testenv.RequireRoot(t)
 	tcpdump := testenv.LookPath(t, "tcpdump")
 	path := filepath.Join(t.TempDir(), "iec104.pcap")
-	cmd := exec.Command(tcpdump, "-i", "lo", "--immediate-mode", "-U", "-n", "-w", path, "tcp port "+strconv.Itoa(int(port)))
+	cmd := exec.Command(tcpdump, "-i", "lo", "-B", "8192", "-U", "-n", "-w", path, "tcp port "+strconv.Itoa(int(port)))
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -1019,7 +1019,21 @@ func startCapture(t *testing.T, port uint16) func() string {
 	stop := func() string {
 		if !stopped {
 			stopped = true
-			time.Sleep(300 * time.Millisecond)
+			// libpcap hands packets over in ring blocks (timeout 1 s) and tcpdump
+			// writes each as it gets it (-U); wait for the block timeout, then until
+			// the file stops growing.
+			time.Sleep(1200 * time.Millisecond)
+			var last int64 = -1
+			for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
+				time.Sleep(400 * time.Millisecond)
+				fi, err := os.Stat(path)
+				if err == nil && fi.Size() == last {
+					break
+				}
+				if err == nil {
+					last = fi.Size()
+				}
+			}
 			cmd.Process.Signal(os.Interrupt)
 			cmd.Wait()
 		}
