@@ -2,6 +2,7 @@ package sensor
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"net"
@@ -9,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pcapot/pcapot/capture"
 	"github.com/pcapot/pcapot/incidents"
 	"github.com/pcapot/pcapot/protocols"
 )
@@ -57,42 +59,76 @@ func (s *Sensor) complete(sess *session) {
 		s.mu.Unlock()
 	}()
 	events, dropped, parts := sess.snapshot()
-	first := parts[0]
-	start := first.Start
-	if start.IsZero() {
-		start = sess.started
-	}
-	pcapKey, bundleKey, err := incidents.Keys(s.sensor.ID, start, sess.id)
+	rec, err := assemble(s.sensor, s.store, sess.spec, sess.tuple, sess.id, parts, events, dropped)
 	if err != nil {
-		sess.log.Error("incident keys", "err", err)
+		sess.log.Error("build incident", "err", err)
 		return
 	}
+	is := rec.session
+	// Submit fails only when the spool cannot be written (disk full, permissions):
+	// retry for a while before giving the session up, loudly.
+	for wait := time.Second; ; wait *= 2 {
+		err = s.uploader.Submit(context.Background(), rec.objects, rec.bundleKey, rec.bundle)
+		if err == nil {
+			break
+		}
+		if wait > time.Minute {
+			sess.log.Error("session LOST: its pcap and incident could not be spooled", "err", err, "pcap", rec.objects[0].Key)
+			return
+		}
+		sess.log.Warn("spool write failed; retrying", "err", err, "retry_in", wait)
+		time.Sleep(wait)
+	}
+	sess.log.Info("session end",
+		"remote", sess.tuple.Client.String(), "reason", is.Reason,
+		"packets", is.ClientPackets+is.ServerPackets, "bytes", is.ClientBytes+is.ServerBytes,
+		"events", len(events), "possibly_incomplete", is.PossiblyIncomplete, "pcap", rec.objects[0].Key)
+}
+
+// record is one session ready for the store: pcap objects and the bundle naming them.
+type record struct {
+	session   incidents.Session
+	objects   []incidents.Object
+	bundleKey string
+	bundle    []byte
+}
+
+const bundleMime = "application/stix+json;version=2.1"
+
+// assemble joins a session's finished capture parts and its events into the objects to
+// store and the STIX bundle that names them.
+func assemble(sensor incidents.Sensor, store incidents.Store, spec protocols.Spec, t capture.Tuple, id string, parts []*capture.Finished, events []protocols.Event, dropped int) (*record, error) {
+	first := parts[0]
+	start := first.Start
+	pcapKey, bundleKey, err := incidents.Keys(sensor.ID, start, id)
+	if err != nil {
+		return nil, err
+	}
 	is := incidents.Session{
-		ID:             sess.id,
-		Protocol:       sess.spec.Name,
-		Service:        sess.spec.Service,
-		Transport:      string(sess.spec.Transport),
-		Client:         sess.tuple.Client,
-		Server:         sess.tuple.Server,
+		ID:             id,
+		Protocol:       spec.Name,
+		Service:        spec.Service,
+		Transport:      string(spec.Transport),
+		Client:         t.Client,
+		Server:         t.Server,
 		Start:          start,
 		Filter:         first.Filter.Expr,
 		FilterBytecode: first.Filter.Bytecode(),
 		EventsDropped:  dropped,
 	}
-	var objs []incidents.Object
+	rec := &record{bundleKey: bundleKey}
 	for _, p := range parts {
 		key := pcapKey
 		if p.Part > 1 {
 			if key, err = incidents.PartKey(pcapKey, p.Part); err != nil {
-				sess.log.Error("incident keys", "err", err)
-				return
+				return nil, err
 			}
 		}
 		sum := hex.EncodeToString(p.SHA256[:])
 		is.PCAPs = append(is.PCAPs, incidents.PCAP{
-			Key: key, URL: s.store.URL(key), SHA256: sum, Size: int64(len(p.PCAP)), MimeType: p.MimeType, Part: p.Part,
+			Key: key, URL: store.URL(key), SHA256: sum, Size: int64(len(p.PCAP)), MimeType: p.MimeType, Part: p.Part,
 		})
-		objs = append(objs, incidents.Object{Key: key, Body: p.PCAP, Meta: incidents.Meta{ContentType: p.MimeType, SHA256: sum, Size: int64(len(p.PCAP))}})
+		rec.objects = append(rec.objects, incidents.Object{Key: key, Body: p.PCAP, Meta: incidents.Meta{ContentType: p.MimeType, SHA256: sum, Size: int64(len(p.PCAP))}})
 		is.ClientPackets += int64(p.ClientPackets)
 		is.ServerPackets += int64(p.ServerPackets)
 		is.ClientBytes += p.ClientBytes
@@ -110,24 +146,20 @@ func (s *Sensor) complete(sess *session) {
 	for _, e := range events {
 		is.Events = append(is.Events, toIncidentEvent(e))
 	}
-	b, err := incidents.Build(s.sensor, is, time.Now())
+	b, err := incidents.Build(sensor, is, time.Now())
 	if err != nil {
-		sess.log.Error("build incident", "err", err)
-		return
+		return nil, err
 	}
-	body, err := b.MarshalJSON()
-	if err != nil {
-		sess.log.Error("encode incident", "err", err)
-		return
+	if rec.bundle, err = b.MarshalJSON(); err != nil {
+		return nil, err
 	}
-	if err := s.uploader.Submit(context.Background(), objs, bundleKey, body); err != nil {
-		sess.log.Error("spool incident: evidence kept in memory only until exit", "err", err)
-		return
-	}
-	sess.log.Info("session end",
-		"remote", sess.tuple.Client.String(), "reason", is.Reason,
-		"packets", is.ClientPackets+is.ServerPackets, "bytes", is.ClientBytes+is.ServerBytes,
-		"events", len(events), "possibly_incomplete", is.PossiblyIncomplete, "pcap", pcapKey)
+	rec.session = is
+	return rec, nil
+}
+
+func sha256hex(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
 }
 
 func toIncidentEvent(e protocols.Event) incidents.Event {

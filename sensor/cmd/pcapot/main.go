@@ -3,6 +3,7 @@
 //	pcapot run [--config FILE] [--listen ADDR] [--iface NAME] [--data DIR] [S3 flags]
 //	pcapot sessions list [--data DIR | S3 flags] [--json]
 //	pcapot pcap get SESSION-ID -o FILE [--data DIR | S3 flags]
+//	pcapot carve FULL.pcap[ng] -o DIR [--sensor-id ID]
 //	pcapot validate [CONFIG | --persona FILE]
 //	pcapot personas
 package main
@@ -34,6 +35,8 @@ Usage:
   pcapot sessions list [--json] [store flags] list recorded sessions
   pcapot pcap get SESSION-ID -o FILE [store flags]
                                               download a session's pcap, verifying its SHA-256
+  pcapot carve FULL.pcap[ng] -o DIR [--sensor-id ID]
+                                              split a capture into per-session pcaps + STIX bundles
   pcapot validate [CONFIG] [--persona FILE]   check a config file and its persona, print every problem
   pcapot personas                             list the embedded device personas
 `
@@ -63,6 +66,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 			break
 		}
 		err = cmdPcapGet(args[2:], stdout)
+	case "carve":
+		err = cmdCarve(args[1:], stdout, stderr)
 	case "validate":
 		err = cmdValidate(args[1:], stdout)
 	case "personas":
@@ -420,4 +425,32 @@ func cmdValidate(args []string, stdout io.Writer) error {
 		fmt.Fprintln(stdout, p.String())
 	}
 	return fmt.Errorf("%d problem(s) found", len(problems))
+}
+
+func cmdCarve(args []string, stdout, stderr io.Writer) error {
+	var in string
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		in, args = args[0], args[1:]
+	}
+	fs := flag.NewFlagSet("carve", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	out := fs.String("o", "", "output folder (a folder store: <sensor-id>/<yyyy>/<mm>/<dd>/<session>.pcap|.json)")
+	sensorID := fs.String("sensor-id", "", "sensor id in the keys (default: generated once per output folder)")
+	if err := fs.Parse(args); err != nil {
+		return usageError(fmt.Sprintf("pcapot carve: %v", err))
+	}
+	if in == "" && fs.NArg() > 0 {
+		in = fs.Arg(0)
+	}
+	if in == "" || *out == "" {
+		return usageError("pcapot carve: usage: pcapot carve FULL.pcap[ng] -o DIR [--sensor-id ID]")
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	res, err := sensor.Carve(context.Background(), in, *out, *sensorID, all.Specs(), logger)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%d sessions (%d pcaps) carved into %s; %d packets read, %d unparsed, %d probe flows from %d sources\n",
+		res.Sessions, res.Parts, *out, res.Stats.PacketsSeen, res.Stats.PacketsUnparsed, res.Stats.ProbeFlows, len(res.Probes))
+	return nil
 }
