@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -961,5 +962,54 @@ func TestTshark(t *testing.T) {
 		if !funcs[want] {
 			t.Errorf("tshark saw no application function %s: %v", want, funcs)
 		}
+	}
+}
+
+func TestAnalogEventsAndOverflow(t *testing.T) {
+	boot := time.Date(2025, 6, 1, 8, 0, 0, 0, time.UTC)
+	var mu sync.Mutex
+	now := boot
+	cfg := NewConfig()
+	cfg.ScanInterval = 10 * time.Millisecond
+	cfg.EventBuffer = 2
+	cfg.AnalogInputs = []AnalogInput{{Name: "load", Value: 100, Behaviour: "wave", Amplitude: 50, Period: time.Hour, Deadband: 5, Class: 2}}
+	cfg.AnalogOutputs = nil
+	_, srv := serve(t, cfg, func(e *protocols.Env) {
+		e.Boot = boot
+		e.Now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	})
+	c := dial(t, srv)
+	c.clear()
+	mu.Lock()
+	now = now.Add(10 * time.Minute) // the wave moves by far more than the deadband
+	mu.Unlock()
+	time.Sleep(60 * time.Millisecond)
+	seq := c.request(FuncRead, "3C 03 06")
+	r := c.response()
+	if iin(t, r)&IIN1Class2 == 0 || r[0]&acCON == 0 || !bytes.HasPrefix(r[4:], unhex(t, "20 03 28 01 00 00 00 01")) {
+		t.Fatalf("class 2 analog event: % X", r)
+	}
+	// The station clock was set to the real time by clear(), 10 fake minutes ago.
+	at, _ := ParseTime(r[4+8+4:])
+	if d := at.Sub(time.Now().Add(10 * time.Minute)); d.Abs() > 5*time.Second {
+		t.Fatalf("event time %v is %v off", at, d)
+	}
+	c.confirm(seq, false)
+
+	// Three output changes for a buffer of two: IIN2.3 until the buffer is read.
+	for _, code := range []string{"04", "03", "04"} {
+		c.request(FuncDirectOperate, "0C 01 17 01 00 "+code+" 01 64 00 00 00 00 00 00 00 00")
+		c.response()
+		time.Sleep(40 * time.Millisecond)
+	}
+	seq = c.request(FuncRead, "3C 02 06")
+	r = c.response()
+	if iin(t, r)&IIN2EventOverflw == 0 {
+		t.Fatalf("no overflow: % X", r)
+	}
+	c.confirm(seq, false)
+	c.request(FuncRead, "3C 02 06 3C 03 06")
+	if r := c.response(); iin(t, r)&IIN2EventOverflw != 0 {
+		t.Fatalf("overflow after confirm: % X", r)
 	}
 }
