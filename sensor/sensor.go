@@ -417,6 +417,7 @@ func (s *Sensor) Run(ctx context.Context) error {
 	}
 	s.live.Close()
 	s.demux.Close(time.Now())
+	s.reportProbes()
 	s.finished.close()
 	<-finDone
 	s.complWG.Wait()
@@ -442,7 +443,10 @@ func (s *Sensor) tick(ctx context.Context) {
 			return
 		case now := <-t.C:
 			s.demux.Tick(now)
-			if n++; n%10 == 0 {
+			if n++; n%300 == 0 {
+				s.reportProbes()
+			}
+			if n%10 == 0 {
 				if _, drops := s.live.Stats(); drops > lastDrops {
 					s.demux.NoteDrops(drops - lastDrops)
 					s.log.Warn("kernel dropped packets; sessions live now are marked possibly incomplete", "drops", drops-lastDrops)
@@ -450,6 +454,15 @@ func (s *Sensor) tick(ctx context.Context) {
 				}
 			}
 		}
+	}
+}
+
+// reportProbes logs one summary per source of flows that never reached a protocol
+// handler (SYN scans, RST probes, closed ports) since the last report.
+func (s *Sensor) reportProbes() {
+	for _, p := range s.demux.Probes() {
+		s.log.Info("probe summary", "source", p.Source.String(), "ports", fmt.Sprint(p.Ports),
+			"flows", p.Flows, "packets", p.Packets, "first", p.First, "last", p.Last)
 	}
 }
 

@@ -3,8 +3,13 @@
 package all
 
 import (
+	"slices"
+	"strings"
+
 	"github.com/pcapot/pcapot/protocols"
 	"github.com/pcapot/pcapot/protocols/bacnet"
+	"github.com/pcapot/pcapot/protocols/dnp3"
+	"github.com/pcapot/pcapot/protocols/enip"
 	"github.com/pcapot/pcapot/protocols/http"
 	"github.com/pcapot/pcapot/protocols/iec104"
 	"github.com/pcapot/pcapot/protocols/modbus"
@@ -14,12 +19,16 @@ import (
 
 // Specs returns every protocol's spec, sorted by name.
 func Specs() []protocols.Spec {
-	return []protocols.Spec{
+	specs := []protocols.Spec{
 		bacnet.Spec(),
+		dnp3.Spec(),
 		http.Spec(),
 		iec104.Spec(),
 		modbus.Spec(),
 		s7comm.Spec(),
 		snmp.Spec(),
 	}
+	specs = append(specs, enip.Specs()...)
+	slices.SortFunc(specs, func(a, b protocols.Spec) int { return strings.Compare(a.Name, b.Name) })
+	return specs
 }
