@@ -276,12 +276,6 @@ func (h ObjectHeader) PrefixSize() int {
 	return 0
 }
 
-// IndexPrefixed reports whether the prefix is an index (codes 1..3).
-func (h ObjectHeader) IndexPrefixed() bool {
-	p := h.Qual >> 4 & 0x07
-	return p >= 1 && p <= 3
-}
-
 // maxObjects bounds the count of one header (no request can carry more).
 const maxObjects = 1 << 16
 
