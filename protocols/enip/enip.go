@@ -233,6 +233,8 @@ type Handler struct {
 	mu          sync.Mutex
 	tags        map[string]*tag // by lower-case name
 	nextSession uint32
+	nextConnID  uint32
+	openConns   int
 }
 
 var (
@@ -298,6 +300,7 @@ func New(env protocols.Env, cfg *Config) (*Handler, error) {
 	f := fnv.New32a()
 	fmt.Fprintf(f, "enip-session\x00%s\x00%s", id.Serial, id.MAC)
 	h.nextSession = f.Sum32()&0x7fffff00 | 0x01
+	h.nextConnID = f.Sum32()<<8 | 0x17
 	if msg := vendorMismatch(id.Vendor, cfg.VendorID); msg != "" {
 		h.log.Warn("enip: vendor_id does not match the identity's vendor; scanners show both", "vendor", id.Vendor, "vendor_id", cfg.VendorID, "expected", msg)
 	}
@@ -346,6 +349,30 @@ func (h *Handler) newSession() uint32 {
 type conn struct {
 	s       protocols.Session
 	session uint32 // registered session handle, 0 for none
+	// cip are the class 3 connections opened by Forward_Open on this TCP
+	// connection, by O->T connection id; they end with it.
+	cip map[uint32]*cipConn
+}
+
+// cipConn is one connected explicit messaging connection.
+type cipConn struct {
+	triad [8]byte
+	toID  uint32
+	size  int
+}
+
+// maxConnections bounds the CIP connections of the device (all TCP connections).
+const maxConnections = 32
+
+// release closes the CIP connections of c.
+func (h *Handler) release(c *conn) {
+	if len(c.cip) == 0 {
+		return
+	}
+	h.mu.Lock()
+	h.openConns -= len(c.cip)
+	h.mu.Unlock()
+	clear(c.cip)
 }
 
 // ServeStream serves one TCP connection: it reads encapsulation messages (several per
@@ -354,7 +381,8 @@ type conn struct {
 func (h *Handler) ServeStream(ctx context.Context, s protocols.Session, nc net.Conn) error {
 	stop := context.AfterFunc(ctx, func() { nc.SetReadDeadline(time.Unix(1, 0)) })
 	defer stop()
-	c := &conn{s: s}
+	c := &conn{s: s, cip: map[uint32]*cipConn{}}
+	defer h.release(c)
 	backing := make([]byte, HeaderLen+h.cfg.MaxDataLength)
 	buf := backing[:0]
 	var received, requests int
@@ -589,17 +617,31 @@ func (h *Handler) serveEncap(c *conn, hdr Header, data []byte) ([]byte, bool) {
 			out = status(StatusIncorrectData, "error")
 			break
 		}
-		cipOut, reset := h.cip(c.s, rr.Items[1].Data, "", 0)
+		cipOut, reset := h.cip(c, rr.Items[1].Data, "send_rr_data", "", 0)
 		return AppendEncap(nil, rh, AppendRRData(nil, Item{Type: ItemNullAddress}, Item{Type: ItemUnconnectedData, Data: cipOut})), reset
 	case CmdSendUnitData:
 		if c.session == 0 || hdr.Session != c.session {
 			out = status(StatusInvalidSession, "error")
 			break
 		}
-		// No connection was ever opened (Forward_Open fails), so no connected data
-		// can be for this device: a real target drops it.
-		ev.Data = append([]byte(nil), data...)
-		ev.Detail["result"] = "no_connection"
+		rr, err := ParseRRData(data)
+		var cc *cipConn
+		if err == nil && len(rr.Items) == 2 && rr.Items[0].Type == ItemConnectedAddress && len(rr.Items[0].Data) == 4 &&
+			rr.Items[1].Type == ItemConnectedData && len(rr.Items[1].Data) >= 2 {
+			cc = c.cip[binary.LittleEndian.Uint32(rr.Items[0].Data)]
+		}
+		if cc == nil {
+			// Not for a connection of this session: a target drops it.
+			ev.Data = append([]byte(nil), data...)
+			ev.Detail["result"] = "no_connection"
+			break
+		}
+		seq := rr.Items[1].Data[:2]
+		cipOut, reset := h.cip(c, rr.Items[1].Data[2:], "send_unit_data", "", 0)
+		addr := binary.LittleEndian.AppendUint32(nil, cc.toID)
+		body := append(append([]byte(nil), seq...), cipOut...)
+		rh.Command = CmdSendUnitData
+		return AppendEncap(nil, rh, AppendRRData(nil, Item{Type: ItemConnectedAddress, Data: addr}, Item{Type: ItemConnectedData, Data: body})), reset
 	default:
 		ev.Data = append([]byte(nil), data...)
 		out = status(StatusInvalidCommand, "error")
@@ -683,9 +725,10 @@ const maxDepth = 3
 // cip answers one CIP request and reports it (and what it embeds) as events. via
 // names the service that carried it ("" for SendRRData). reset reports that the
 // device was reset and the connection must end.
-func (h *Handler) cip(s protocols.Session, req []byte, via string, depth int) (out []byte, reset bool) {
+func (h *Handler) cip(c *conn, req []byte, encap, via string, depth int) (out []byte, reset bool) {
+	s := c.s
 	ev := h.event(0, "")
-	ev.Detail["encapsulation"] = "send_rr_data"
+	ev.Detail["encapsulation"] = encap
 	if via != "" {
 		ev.Detail["via"] = via
 	}
@@ -757,7 +800,7 @@ func (h *Handler) cip(s protocols.Session, req []byte, via string, depth int) (o
 		status := CIPSuccess
 		for i, sub := range reqs {
 			var rst bool
-			replies[i], rst = h.cip(s, sub, "multiple_service_packet", depth+1)
+			replies[i], rst = h.cip(c, sub, encap, "multiple_service_packet", depth+1)
 			reset = reset || rst
 			if resp, err := ParseResponse(replies[i]); err == nil && resp.Status != CIPSuccess {
 				status = CIPEmbeddedServiceError
@@ -765,7 +808,7 @@ func (h *Handler) cip(s protocols.Session, req []byte, via string, depth int) (o
 		}
 		return respond(status, nil, AppendMultipleServiceReply(nil, replies)), reset
 	case classConnMgr:
-		return h.connectionManager(s, r, p, &ev, depth, respond)
+		return h.connectionManager(c, r, p, &ev, encap, depth, respond)
 	case classTCPIP, classEthernetLink:
 		st, data := h.networkService(s, r, p)
 		return respond(st, nil, data), false
@@ -773,7 +816,7 @@ func (h *Handler) cip(s protocols.Session, req []byte, via string, depth int) (o
 	return respond(CIPPathDestUnknown, nil, nil), false
 }
 
-func (h *Handler) connectionManager(s protocols.Session, r Request, p Path, ev *protocols.Event, depth int, respond func(byte, []uint16, []byte) []byte) ([]byte, bool) {
+func (h *Handler) connectionManager(c *conn, r Request, p Path, ev *protocols.Event, encap string, depth int, respond func(byte, []uint16, []byte) []byte) ([]byte, bool) {
 	if !p.HasInstance || p.Instance != 1 {
 		return respond(CIPPathDestUnknown, nil, nil), false
 	}
@@ -784,7 +827,7 @@ func (h *Handler) connectionManager(s protocols.Session, r Request, p Path, ev *
 			ev.Detail["error"] = err.Error()
 			return respond(CIPNotEnoughData, nil, nil), false
 		}
-		port, link, err := ParsePortSegment(u.Route)
+		port, link, _, err := ParsePortSegment(u.Route)
 		if err != nil {
 			ev.Detail["error"] = err.Error()
 			return respond(CIPConnectionFailure, []uint16{0x0315}, nil), false // invalid segment in path
@@ -800,27 +843,98 @@ func (h *Handler) connectionManager(s protocols.Session, r Request, p Path, ev *
 			return respond(CIPInvalidParameter, nil, nil), false
 		}
 		// The target's reply travels back as the reply of Unconnected_Send.
-		return h.cip(s, u.Message, "unconnected_send", depth+1)
-	case svcForwardOpen, svcLargeForwardOpen, svcForwardClose:
+		return h.cip(c, u.Message, encap, "unconnected_send", depth+1)
+	case svcForwardOpen, svcLargeForwardOpen:
 		ev.Write = true
-		// connection serial, originator vendor and serial of the request
-		var id []byte
-		switch {
-		case r.Service != svcForwardClose && len(r.Data) >= 18:
-			id = r.Data[10:18]
-		case r.Service == svcForwardClose && len(r.Data) >= 10:
-			id = r.Data[2:10]
-		default:
+		f, err := ParseForwardOpen(r.Data, r.Service == svcLargeForwardOpen)
+		if err != nil {
+			ev.Detail["error"] = err.Error()
 			return respond(CIPNotEnoughData, nil, nil), false
 		}
-		data := append(append([]byte(nil), id...), 0, 0) // remaining path size, reserved
-		if r.Service == svcForwardClose {
-			return respond(CIPConnectionFailure, []uint16{0x0107}, data), false // connection not found
+		ev.Detail["connection_serial"] = fmt.Sprintf("0x%04x", binary.LittleEndian.Uint16(f.Triad[:]))
+		ev.Detail["transport"] = fmt.Sprintf("0x%02x", f.Transport)
+		fail := func(ext uint16) []byte {
+			return respond(CIPConnectionFailure, []uint16{ext}, append(f.Triad[:], 0, 0)) // remaining path size, reserved
 		}
-		// Every connection of the controller is in use.
-		return respond(CIPConnectionFailure, []uint16{0x0113}, data), false
+		if ext := h.connectionPath(f.Path, ev); ext != 0 {
+			return fail(ext), false
+		}
+		if f.Transport&0x0f != 3 {
+			// Only explicit messaging (class 3) to the message router.
+			return fail(0x0116), false // invalid consuming/producing application path
+		}
+		maxSize := 504
+		if r.Service == svcLargeForwardOpen {
+			maxSize = 4002
+		}
+		if f.OTSize > maxSize || f.TOSize > maxSize {
+			return respond(CIPConnectionFailure, []uint16{0x0109, uint16(maxSize)}, append(f.Triad[:], 0, 0)), false // invalid connection size
+		}
+		for _, cc := range c.cip {
+			if cc.triad == f.Triad {
+				return fail(0x0100), false // connection in use or duplicate Forward_Open
+			}
+		}
+		h.mu.Lock()
+		if h.openConns >= maxConnections {
+			h.mu.Unlock()
+			return fail(0x0113), false // out of connections
+		}
+		h.openConns++
+		h.nextConnID += 0x0301
+		f.OTConnID = h.nextConnID
+		h.mu.Unlock()
+		c.cip[f.OTConnID] = &cipConn{triad: f.Triad, toID: f.TOConnID, size: f.OTSize}
+		ev.Detail["connection_id"] = fmt.Sprintf("0x%08x", f.OTConnID)
+		return respond(CIPSuccess, nil, AppendForwardOpenReply(nil, f)), false
+	case svcForwardClose:
+		ev.Write = true
+		if len(r.Data) < 12 {
+			return respond(CIPNotEnoughData, nil, nil), false
+		}
+		var triad [8]byte
+		copy(triad[:], r.Data[2:10])
+		ev.Detail["connection_serial"] = fmt.Sprintf("0x%04x", binary.LittleEndian.Uint16(triad[:]))
+		for id, cc := range c.cip {
+			if cc.triad == triad {
+				delete(c.cip, id)
+				h.mu.Lock()
+				h.openConns--
+				h.mu.Unlock()
+				return respond(CIPSuccess, nil, append(triad[:], 0, 0)), false // application reply size, reserved
+			}
+		}
+		return respond(CIPConnectionFailure, []uint16{0x0107}, append(triad[:], 0, 0)), false // connection not found
 	}
 	return respond(CIPServiceNotSupported, nil, nil), false
+}
+
+// connectionPath checks the connection path of a Forward_Open: an optional route
+// to the controller's slot, an optional electronic key, then the message router. It
+// returns 0 or the extended status of the failure.
+func (h *Handler) connectionPath(b []byte, ev *protocols.Event) uint16 {
+	for len(b) > 0 && b[0]&0xe0 == 0 {
+		port, link, n, err := ParsePortSegment(b)
+		if err != nil {
+			return 0x0315 // invalid segment in connection path
+		}
+		ev.Detail["route"] = fmt.Sprintf("%d/%x", port, link)
+		if port != 1 {
+			return 0x0311
+		}
+		if len(link) != 1 || link[0] != h.cfg.Slot {
+			return 0x0312
+		}
+		b = b[n:]
+	}
+	if len(b) >= 10 && b[0] == 0x34 && b[1] == 0x04 { // electronic key
+		b = b[10:]
+	}
+	p, err := ParsePath(b)
+	if err != nil || p.Symbol != "" || p.Class != classMessageRouter || p.Instance != 1 || p.HasAttribute {
+		return 0x0315
+	}
+	return 0
 }
 
 // identityService serves the Identity object (class 1).

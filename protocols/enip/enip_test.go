@@ -301,8 +301,14 @@ func TestCIP(t *testing.T) {
 		{"unconnected send to slot 3", "52 02 2006 2401 0a0e 0800 0e03 2001 2401 3001 0100 0103", "d2 00 01 01 1203", "unconnected_send", "6/1", 0x01},
 		{"unconnected send to port 2", "52 02 2006 2401 0a0e 0800 0e03 2001 2401 3001 0100 0200", "d2 00 01 01 1103", "unconnected_send", "6/1", 0x01},
 		{"unconnected send truncated", "52 02 2006 2401 0a0e 0800 0e03", "d2 00 13 00", "unconnected_send", "6/1", 0x13},
-		{"forward open: out of connections", "54 02 2006 2401 0a0e 02000080 01000080 3412 4d00 78563412 01 000000 80841e00 f443 80841e00 f443 a3 03 010020022401",
-			"d4 00 01 01 1301 3412 4d00 78563412 00 00", "forward_open", "6/1", 0x01},
+		{"forward open to another slot", "54 02 2006 2401 0a0e 02000080 01000080 3412 4d00 78563412 01 000000 80841e00 f443 80841e00 f443 a3 03 010320022401",
+			"d4 00 01 01 1203 3412 4d00 78563412 00 00", "forward_open", "6/1", 0x01},
+		{"forward open for class 1 i/o", "54 02 2006 2401 0a0e 02000080 01000080 3412 4d00 78563412 01 000000 80841e00 f443 80841e00 f443 01 03 010020022401",
+			"d4 00 01 01 1601 3412 4d00 78563412 00 00", "forward_open", "6/1", 0x01},
+		{"forward open to an assembly", "54 02 2006 2401 0a0e 02000080 01000080 3412 4d00 78563412 01 000000 80841e00 f443 80841e00 f443 a3 03 010020042464",
+			"d4 00 01 01 1503 3412 4d00 78563412 00 00", "forward_open", "6/1", 0x01},
+		{"forward open too large", "54 02 2006 2401 0a0e 02000080 01000080 3412 4d00 78563412 01 000000 80841e00 ff45 80841e00 f443 a3 03 010020022401",
+			"d4 00 01 02 0901 f801 3412 4d00 78563412 00 00", "forward_open", "6/1", 0x01},
 		{"forward close: no connection", "4e 02 2006 2401 0a0e 3412 4d00 78563412 03 00 010020022401",
 			"ce 00 01 01 0701 3412 4d00 78563412 00 00", "forward_close", "6/1", 0x01},
 		{"multiple service packet", "0a 02 2002 2401 0200 0600 0e00 0e03 2001 2401 3001 4c04 9105 4e6f546167 00 0100",
@@ -368,6 +374,96 @@ func TestWriteRemembered(t *testing.T) {
 		}
 	}
 }
+
+// TestConnectedMessaging opens a class 3 connection, reads and writes a tag over it
+// with SendUnitData, and closes it.
+func TestConnectedMessaging(t *testing.T) {
+	h := newHandler(t, nil)
+	c := dial(t, h)
+	handle := c.register()
+	fo := unhex(t, "54 02 2006 2401 0a0e 02000080 01000080 3412 4d00 78563412 01 000000 80841e00 f443 80841e00 f443 a3 03 010020022401")
+	r, err := c.roundTrip(rr(handle, fo))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := ParseResponse(cipReply(t, r))
+	if err != nil || resp.Service != 0xd4 || resp.Status != 0 || len(resp.Data) != 26 {
+		t.Fatalf("forward open reply %+v %v", resp, err)
+	}
+	otID := binary.LittleEndian.Uint32(resp.Data)
+	if want := unhex(t, "01000080 3412 4d00 78563412 80841e00 80841e00 0000"); !bytes.Equal(resp.Data[4:], want) {
+		t.Errorf("forward open reply data %x, want ot-id + %x", resp.Data, want)
+	}
+	// The same triad again: duplicate.
+	r, _ = c.roundTrip(rr(handle, fo))
+	if got := cipReply(t, r); !bytes.Equal(got, unhex(t, "d4 00 01 01 0001 3412 4d00 78563412 00 00")) {
+		t.Errorf("duplicate forward open %x", got)
+	}
+	unit := func(conn uint32, seq uint16, cip string) []byte {
+		body := binary.LittleEndian.AppendUint16(nil, seq)
+		data := AppendRRData(nil, Item{Type: ItemConnectedAddress, Data: binary.LittleEndian.AppendUint32(nil, conn)}, Item{Type: ItemConnectedData, Data: append(body, unhex(t, cip)...)})
+		return AppendEncap(nil, Header{Command: CmdSendUnitData, Session: handle}, data)
+	}
+	r, err = c.roundTrip(unit(otID, 7, "4d 07 91 0b 4c696e65315f5370656564 00 ca00 0100 00005e42"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := AppendEncap(nil, Header{Command: CmdSendUnitData, Session: handle},
+		AppendRRData(nil, Item{Type: ItemConnectedAddress, Data: unhex(t, "01000080")}, Item{Type: ItemConnectedData, Data: unhex(t, "0700 cd000000")}))
+	if !bytes.Equal(r, want) {
+		t.Errorf("connected write\n got %x\nwant %x", r, want)
+	}
+	r, _ = c.roundTrip(unit(otID, 8, "4c 07 91 0b 4c696e65315f5370656564 00 0100"))
+	if !bytes.HasSuffix(r, unhex(t, "0800 cc000000 ca00 00005e42")) {
+		t.Errorf("connected read %x", r)
+	}
+	// Unknown connection id: dropped.
+	if r, _ := c.roundTrip(unit(otID+1, 9, "4c 07 91 0b 4c696e65315f5370656564 00 0100")); r != nil {
+		t.Errorf("reply %x for an unknown connection", r)
+	}
+	fc := unhex(t, "4e 02 2006 2401 0a0e 3412 4d00 78563412 03 00 010020022401")
+	r, _ = c.roundTrip(rr(handle, fc))
+	if got := cipReply(t, r); !bytes.Equal(got, unhex(t, "ce 00 00 00 3412 4d00 78563412 00 00")) {
+		t.Errorf("forward close %x", got)
+	}
+	if r, _ := c.roundTrip(unit(otID, 10, "4c 07 91 0b 4c696e65315f5370656564 00 0100")); r != nil {
+		t.Errorf("reply %x after forward close", r)
+	}
+	c.conn.Close()
+	<-c.done
+	if h.openConns != 0 {
+		t.Errorf("%d connections still open", h.openConns)
+	}
+}
+
+// TestConnectionLimit fills the device's connections; they are released when the
+// TCP connection that opened them ends.
+func TestConnectionLimit(t *testing.T) {
+	h := newHandler(t, nil)
+	c := dial(t, h)
+	handle := c.register()
+	for i := range maxConnections + 1 {
+		fo := unhex(t, fmt.Sprintf("54 02 2006 2401 0a0e 02000080 01000080 %04x 4d00 78563412 01 000000 80841e00 f443 80841e00 f443 a3 03 010020022401", swap16(uint16(i))))
+		r, err := c.roundTrip(rr(handle, fo))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, _ := ParseResponse(cipReply(t, r))
+		if i < maxConnections && resp.Status != 0 {
+			t.Fatalf("forward open %d: status 0x%x", i, resp.Status)
+		}
+		if i == maxConnections && (resp.Status != CIPConnectionFailure || len(resp.Ext) != 1 || resp.Ext[0] != 0x0113) {
+			t.Fatalf("forward open beyond the limit: %+v", resp)
+		}
+	}
+	c.conn.Close()
+	<-c.done
+	if h.openConns != 0 {
+		t.Errorf("%d connections still open after the TCP connection ended", h.openConns)
+	}
+}
+
+func swap16(v uint16) uint16 { return v<<8 | v>>8 }
 
 func TestResetDropsConnection(t *testing.T) {
 	c := dial(t, newHandler(t, nil))
@@ -696,28 +792,38 @@ func appendPcapTCP(buf []byte, i int, from, to uint16, seq, ack uint32, payload 
 	return append(append(buf, rec...), pkt...)
 }
 
-// TestEthernetIPClient drives the device with a real Logix client, the ethernet-ip
-// package for Node.js (testdata/nodeclient; `npm ci` there installs it): it
-// registers a session, reads the controller properties with Get_Attribute_All through
-// Unconnected_Send, reads, writes and re-reads tags.
-func TestEthernetIPClient(t *testing.T) {
+// nodeClient runs a client script of testdata/nodeclient against a TCP server of h
+// and returns its output.
+func nodeClient(t *testing.T, h *Handler, script string, args ...string) ([]byte, *protocoltest.Server) {
+	t.Helper()
 	node := testenv.LookPath(t, "node")
 	dir, err := filepath.Abs("testdata/nodeclient")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(filepath.Join(dir, "node_modules", "ethernet-ip")); err != nil {
-		t.Skipf("the ethernet-ip client is not installed: run npm ci in %s", dir)
+	for _, m := range []string{"ethernet-ip", "st-ethernet-ip"} {
+		if _, err := os.Stat(filepath.Join(dir, "node_modules", m)); err != nil {
+			t.Skipf("the %s client is not installed: run npm ci in %s", m, dir)
+		}
 	}
-	srv := protocoltest.ServeTCP(t, "127.0.0.1:0", newHandler(t, nil))
+	srv := protocoltest.ServeTCP(t, "127.0.0.1:0", h)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, node, "client.js", fmt.Sprint(srv.Addr.Port()))
+	cmd := exec.CommandContext(ctx, node, append([]string{script, fmt.Sprint(srv.Addr.Port())}, args...)...)
 	cmd.Dir = dir
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		t.Fatalf("client: %v\n%s", err, out)
+		t.Fatalf("%s: %v\n%s", script, err, out)
 	}
+	return bytes.TrimSpace(out), srv
+}
+
+// TestEthernetIPClient drives the device with a real Logix client, the ethernet-ip
+// package for Node.js (testdata/nodeclient; `npm ci` there installs it): it
+// registers a session, reads the controller properties with Get_Attribute_All through
+// Unconnected_Send, reads, writes and re-reads tags.
+func TestEthernetIPClient(t *testing.T) {
+	out, srv := nodeClient(t, newHandler(t, nil), "client.js")
 	var got struct {
 		Name       string  `json:"name"`
 		Serial     uint32  `json:"serial"`
@@ -728,7 +834,7 @@ func TestEthernetIPClient(t *testing.T) {
 		Count      int     `json:"count"`
 		Missing    string  `json:"missing"`
 	}
-	if err := json.Unmarshal(bytes.TrimSpace(out), &got); err != nil {
+	if err := json.Unmarshal(out, &got); err != nil {
 		t.Fatalf("client output %q: %v", out, err)
 	}
 	if got.Name != testIdentity.Model || got.Serial != 0x4a3b2c1d || got.Version != "32.11" || got.Status != 0x60 {
@@ -748,6 +854,32 @@ func TestEthernetIPClient(t *testing.T) {
 	}
 	// The client's UnRegisterSession may still be on its way when it exits.
 	if want := "register_session,get_attribute_all,read_tag,write_tag,read_tag,read_tag,read_tag"; !strings.HasPrefix(strings.Join(ops, ","), want) {
+		t.Errorf("events %s, want %s", strings.Join(ops, ","), want)
+	}
+}
+
+// TestConnectedClient drives the device with st-ethernet-ip in connected mode:
+// Forward_Open, tag reads and writes with SendUnitData, Forward_Close.
+func TestConnectedClient(t *testing.T) {
+	h := newHandler(t, nil)
+	out, srv := nodeClient(t, h, "client-connected.js")
+	var got struct {
+		Level      int `json:"level"`
+		LevelAfter int `json:"level_after"`
+	}
+	if err := json.Unmarshal(out, &got); err != nil {
+		t.Fatalf("client output %q: %v", out, err)
+	}
+	if got.Level != 6120 || got.LevelAfter != 7000 {
+		t.Errorf("tag values %+v", got)
+	}
+	var ops []string
+	for _, s := range srv.Sessions() {
+		for _, e := range s.Events() {
+			ops = append(ops, e.Op+"/"+e.Detail["encapsulation"])
+		}
+	}
+	if want := "register_session/,forward_open/send_rr_data,read_tag/send_unit_data,write_tag/send_unit_data,read_tag/send_unit_data,forward_close/send_rr_data"; !strings.HasPrefix(strings.Join(ops, ","), want) {
 		t.Errorf("events %s, want %s", strings.Join(ops, ","), want)
 	}
 }

@@ -98,6 +98,8 @@ func FuzzCIP(f *testing.F) {
 			ParsePath(r.Path)
 			ParseUnconnectedSend(r.Data)
 			ParsePortSegment(r.Data)
+			ParseForwardOpen(r.Data, false)
+			ParseForwardOpen(r.Data, true)
 			if subs, err := MultipleService(r.Data); err == nil && len(subs) == 0 {
 				t.Fatal("multiple service packet without services")
 			}

@@ -499,30 +499,100 @@ func ParseUnconnectedSend(b []byte) (UnconnectedSend, error) {
 	return u, nil
 }
 
-// ParsePortSegment decodes the first port segment of a route path.
-func ParsePortSegment(b []byte) (port uint16, link []byte, err error) {
+// ParsePortSegment decodes the port segment at the start of a route path and returns
+// the number of bytes it takes (with its pad byte).
+func ParsePortSegment(b []byte) (port uint16, link []byte, n int, err error) {
 	if len(b) < 2 || b[0]&0xe0 != 0 {
-		return 0, nil, fmt.Errorf("%w: route path does not start with a port segment", ErrPath)
+		return 0, nil, 0, fmt.Errorf("%w: route path does not start with a port segment", ErrPath)
 	}
 	port = uint16(b[0] & 0x0f)
 	off := 1
 	extended := b[0]&0x10 != 0
-	n := 1
+	size := 1
 	if extended {
-		n = int(b[off])
+		size = int(b[off])
 		off++
 	}
 	if port == 0x0f {
 		if len(b) < off+2 {
-			return 0, nil, fmt.Errorf("%w: 16-bit port", ErrPath)
+			return 0, nil, 0, fmt.Errorf("%w: 16-bit port", ErrPath)
 		}
 		port = binary.LittleEndian.Uint16(b[off:])
 		off += 2
 	}
-	if len(b) < off+n {
-		return 0, nil, fmt.Errorf("%w: link address", ErrPath)
+	if size == 0 || len(b) < off+size {
+		return 0, nil, 0, fmt.Errorf("%w: link address", ErrPath)
 	}
-	return port, b[off : off+n], nil
+	link = b[off : off+size]
+	off += size
+	if off%2 == 1 && len(b) > off { // pad to an even length
+		off++
+	}
+	return port, link, off, nil
+}
+
+// ForwardOpen is a Forward_Open or Large_Forward_Open request.
+type ForwardOpen struct {
+	OTConnID, TOConnID uint32
+	// Triad identifies the connection: serial (2), originator vendor (2), originator
+	// serial (4), as on the wire.
+	Triad             [8]byte
+	OTRPI, TORPI      uint32
+	OTSize, TOSize    int
+	Transport         byte
+	Path              []byte
+	TimeoutMultiplier byte
+}
+
+// ParseForwardOpen decodes the data of a Forward_Open (large false) or
+// Large_Forward_Open request.
+func ParseForwardOpen(b []byte, large bool) (ForwardOpen, error) {
+	fixed := 36
+	if large {
+		fixed = 40
+	}
+	if len(b) < fixed {
+		return ForwardOpen{}, fmt.Errorf("%w: forward open of %d bytes", ErrRequest, len(b))
+	}
+	var f ForwardOpen
+	f.OTConnID = binary.LittleEndian.Uint32(b[2:])
+	f.TOConnID = binary.LittleEndian.Uint32(b[6:])
+	copy(f.Triad[:], b[10:18])
+	f.TimeoutMultiplier = b[18]
+	f.OTRPI = binary.LittleEndian.Uint32(b[22:])
+	off := 26
+	param := func() int {
+		if large {
+			v := binary.LittleEndian.Uint32(b[off:])
+			off += 4
+			return int(v & 0xffff)
+		}
+		v := binary.LittleEndian.Uint16(b[off:])
+		off += 2
+		return int(v & 0x01ff)
+	}
+	f.OTSize = param()
+	f.TORPI = binary.LittleEndian.Uint32(b[off:])
+	off += 4
+	f.TOSize = param()
+	f.Transport = b[off]
+	words := int(b[off+1])
+	off += 2
+	if len(b) != off+2*words {
+		return ForwardOpen{}, fmt.Errorf("%w: connection path of %d words, %d bytes left", ErrRequest, words, len(b)-off)
+	}
+	f.Path = b[off:]
+	return f, nil
+}
+
+// AppendForwardOpenReply appends the data of a successful Forward_Open response.
+func AppendForwardOpenReply(dst []byte, f ForwardOpen) []byte {
+	dst = binary.LittleEndian.AppendUint32(dst, f.OTConnID)
+	dst = binary.LittleEndian.AppendUint32(dst, f.TOConnID)
+	dst = append(dst, f.Triad[:]...)
+	dst = binary.LittleEndian.AppendUint32(dst, f.OTRPI)
+	dst = binary.LittleEndian.AppendUint32(dst, f.TORPI)
+	return append(dst, 0, 0) // application reply size, reserved
 }
 
 // MultipleService splits the data of a Multiple_Service_Packet request into its
