@@ -580,19 +580,21 @@ func (d *Demux) closePart(f *flow, reason string, last bool) {
 }
 
 // relieveMemory emits the largest open parts early until the buffered bytes are below
-// three quarters of MaxBufferedBytes.
+// three quarters of MaxBufferedBytes. One sort per relief keeps it O(n log n) however
+// many parts must go.
 func (d *Demux) relieveMemory() {
-	for d.buffered > d.cfg.MaxBufferedBytes/4*3 {
-		var big *flow
-		for _, f := range d.flows {
-			if f.w != nil && f.st.packetsTotal > 0 && (big == nil || f.w.size() > big.w.size()) {
-				big = f
-			}
+	var open []*flow
+	for _, f := range d.flows {
+		if f.w != nil && f.st.packetsTotal > 0 {
+			open = append(open, f)
 		}
-		if big == nil {
+	}
+	slices.SortFunc(open, func(a, b *flow) int { return b.w.size() - a.w.size() })
+	for _, f := range open {
+		if d.buffered <= d.cfg.MaxBufferedBytes/4*3 {
 			return
 		}
-		d.closePart(big, ReasonSize, false)
+		d.closePart(f, ReasonSize, false)
 	}
 }
 
