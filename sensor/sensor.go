@@ -265,7 +265,7 @@ func (s *Sensor) openCapture() error {
 		MaxSessions:     s.cfg.Limits.MaxSessions * 2,
 		MaxSessionBytes: c.MaxSessionSize,
 		MaxLifetime:     c.MaxLifetime,
-	}, s.log.With("component", "capture"), s.finished.push)
+	}, s.log.With("component", "capture"), s.captured)
 	live, err := capture.OpenLive(capture.LiveConfig{Interface: iface, Filter: prog, NumBlocks: c.RingBlocks})
 	if err != nil {
 		if errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.EACCES) {
@@ -455,6 +455,21 @@ func (s *Sensor) tick(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// captured receives the capture engine's finished parts. It runs on the capture
+// goroutine, so it only marks the session and queues the part: a UDP datagram that
+// arrives after this starts a new session instead of joining a finished one.
+func (s *Sensor) captured(f *capture.Finished) {
+	if f.Last {
+		s.mu.Lock()
+		sess := s.sessions[f.ID]
+		s.mu.Unlock()
+		if sess != nil {
+			sess.markFinished()
+		}
+	}
+	s.finished.push(f)
 }
 
 // reportProbes logs one summary per source of flows that never reached a protocol

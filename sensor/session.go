@@ -61,10 +61,13 @@ func (s *session) addPart(f *capture.Finished) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.parts = append(s.parts, f)
-	if f.Last {
-		s.finished = true
-	}
 	return f.Last
+}
+
+func (s *session) markFinished() {
+	s.mu.Lock()
+	s.finished = true
+	s.mu.Unlock()
 }
 
 func (s *session) isFinished() bool {
