@@ -13,9 +13,12 @@ package protocols
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
+	"syscall"
 	"time"
 )
 
@@ -124,4 +127,15 @@ type Event struct {
 	// Detail carries protocol-specific fields with stable keys (e.g. "community",
 	// "method", "user_agent").
 	Detail map[string]string `json:"detail,omitempty"`
+}
+
+// PeerGone reports whether err only means that the session is over: the peer closed or
+// reset the connection, a deadline expired, or the sensor closed the socket. Handlers
+// return nil for these instead of an error.
+func PeerGone(err error) bool {
+	var ne net.Error
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.ErrClosedPipe) ||
+		errors.Is(err, net.ErrClosed) || errors.Is(err, os.ErrDeadlineExceeded) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) ||
+		(errors.As(err, &ne) && ne.Timeout())
 }
