@@ -66,20 +66,50 @@ type Live struct {
 	packets, drops       uint64
 	lastPackets, lastDrp uint32
 
-	// attached is when the filter was attached. The socket receives from its bind,
-	// just before; packets stamped earlier may not have passed the filter and are
-	// discarded (counted) until the first packet stamped after it.
-	attached  time.Time
-	window    bool // reader-only
-	discarded atomic.Uint64
+	// The socket receives from its bind, just before the filter is attached: packets
+	// queued in between (stamped in [opened, attached)) may not have passed the
+	// filter. Until the first packet stamped at or after attached, Run re-checks
+	// packets with the filter in user space (windowCheck), or discards them when the
+	// program cannot run in user space (the lo prefix reads the packet type).
+	opened, attached time.Time
+	window           bool // reader-only
+	windowCheck      func([]byte) bool
+	discarded        atomic.Uint64
 }
 
 // Discarded counts the packets dropped at start because they were queued before the
-// kernel filter was attached.
+// kernel filter was attached and did not pass it in user space.
 func (l *Live) Discarded() uint64 { return l.discarded.Load() }
 
 // Interface is the captured interface's name.
 func (l *Live) Interface() string { return l.cfg.Interface }
+
+// inWindow reports whether a packet stamped ts must be checked in user space: the
+// window ends at the first packet stamped at or after the attach (packets arrive in
+// order), or at one stamped a second before the open (the clock was set back).
+func (l *Live) inWindow(ts time.Time) bool {
+	if l.window && (!ts.Before(l.attached) || ts.Before(l.opened.Add(-time.Second))) {
+		l.window = false
+	}
+	return l.window
+}
+
+// userSpaceFilter returns prog as a function run in bpf.NewVM, or nil if the program
+// needs kernel extensions (such as the lo PACKET_OUTGOING prefix).
+func userSpaceFilter(prog []bpf.RawInstruction) func([]byte) bool {
+	ins, ok := bpf.Disassemble(prog)
+	if !ok {
+		return nil
+	}
+	vm, err := bpf.NewVM(ins)
+	if err != nil {
+		return nil
+	}
+	return func(b []byte) bool {
+		n, err := vm.Run(b)
+		return err == nil && n > 0
+	}
+}
 
 // InterfaceFor returns the interface that carries addr, and whether it is a loopback
 // interface (lo for 127.0.0.1 and ::1, where every packet is seen twice; see

@@ -28,6 +28,7 @@ func OpenLive(c LiveConfig) (*Live, error) {
 	if _, err := net.InterfaceByName(c.Interface); err != nil {
 		return nil, fmt.Errorf("capture: interface %q: %w", c.Interface, err)
 	}
+	opened := time.Now()
 	tp, err := afpacket.NewTPacket(
 		afpacket.OptInterface(c.Interface),
 		afpacket.TPacketVersion3,
@@ -42,13 +43,13 @@ func OpenLive(c LiveConfig) (*Live, error) {
 		}
 		return nil, fmt.Errorf("capture: open AF_PACKET socket on %s: %w", c.Interface, err)
 	}
-	// afpacket binds the socket to ETH_P_ALL before a filter can be attached, so it
-	// may queue a few unfiltered packets first; Run discards those by timestamp.
+	// afpacket binds the socket to ETH_P_ALL before a filter can be attached (libpcap
+	// attaches first), so a few unfiltered packets may be queued; Run checks those.
 	if err := tp.SetBPF(c.Filter); err != nil {
 		tp.Close()
 		return nil, fmt.Errorf("capture: attach filter on %s: %w", c.Interface, err)
 	}
-	return &Live{cfg: c, src: tp, attached: time.Now(), window: true}, nil
+	return &Live{cfg: c, src: tp, opened: opened, attached: time.Now(), window: true, windowCheck: userSpaceFilter(c.Filter)}, nil
 }
 
 // Run reads packets and calls handle for each, from the calling goroutine, until ctx
@@ -85,12 +86,9 @@ func (l *Live) Run(ctx context.Context, handle func(Packet)) error {
 			}
 			return fmt.Errorf("capture: read %s: %w", l.cfg.Interface, err)
 		}
-		if l.window {
-			if ci.Timestamp.Before(l.attached) {
-				l.discarded.Add(1)
-				continue
-			}
-			l.window = false
+		if l.inWindow(ci.Timestamp) && (l.windowCheck == nil || !l.windowCheck(data)) {
+			l.discarded.Add(1)
+			continue
 		}
 		handle(Packet{Time: ci.Timestamp, Data: data, Length: ci.Length})
 	}
