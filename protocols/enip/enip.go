@@ -232,6 +232,7 @@ type Handler struct {
 
 	mu          sync.Mutex
 	tags        map[string]*tag // by lower-case name
+	tagList     []*tag          // in symbol instance order
 	nextSession uint32
 	nextConnID  uint32
 	openConns   int
@@ -295,7 +296,9 @@ func New(env protocols.Env, cfg *Config) (*Handler, error) {
 		if err != nil { // Validate has accepted it
 			return nil, fmt.Errorf("enip: %w: %w", protocols.ErrConfig, err)
 		}
+		t.id = uint32(0x1a + 0x13*len(h.tagList))
 		h.tags[strings.ToLower(t.name)] = t
+		h.tagList = append(h.tagList, t)
 	}
 	f := fnv.New32a()
 	fmt.Fprintf(f, "enip-session\x00%s\x00%s", id.Serial, id.MAC)
@@ -672,6 +675,7 @@ const (
 	classIdentity      = 0x01
 	classMessageRouter = 0x02
 	classConnMgr       = 0x06
+	classSymbol        = 0x6b
 	classTCPIP         = 0xf5
 	classEthernetLink  = 0xf6
 )
@@ -809,6 +813,9 @@ func (h *Handler) cip(c *conn, req []byte, encap, via string, depth int) (out []
 		return respond(status, nil, AppendMultipleServiceReply(nil, replies)), reset
 	case classConnMgr:
 		return h.connectionManager(c, r, p, &ev, encap, depth, respond)
+	case classSymbol:
+		st, data := h.symbolService(r, p)
+		return respond(st, nil, data), false
 	case classTCPIP, classEthernetLink:
 		st, data := h.networkService(s, r, p)
 		return respond(st, nil, data), false
@@ -1084,6 +1091,79 @@ func (h *Handler) networkService(s protocols.Session, r Request, p Path) (byte, 
 		return CIPAttributeNotSupported, nil
 	}
 	return CIPServiceNotSupported, nil
+}
+
+// svcGetInstanceAttributeList is the Logix service that lists symbol instances.
+const svcGetInstanceAttributeList byte = 0x55
+
+// symbolService serves Get_Instance_Attribute_List on the Symbol object (0x6B): the
+// tag browse of Logix clients. It lists the tags from instance p.Instance on, with the
+// requested attributes, in replies of at most maxTagReply bytes (0x06 when more follow).
+func (h *Handler) symbolService(r Request, p Path) (byte, []byte) {
+	if r.Service != svcGetInstanceAttributeList {
+		return CIPServiceNotSupported, nil
+	}
+	if len(r.Data) < 2 {
+		return CIPNotEnoughData, nil
+	}
+	n := int(binary.LittleEndian.Uint16(r.Data))
+	if n == 0 || len(r.Data) < 2+2*n {
+		return CIPNotEnoughData, nil
+	}
+	if len(r.Data) > 2+2*n {
+		return CIPTooMuchData, nil
+	}
+	attrs := make([]uint16, n)
+	for i := range attrs {
+		attrs[i] = binary.LittleEndian.Uint16(r.Data[2+2*i:])
+		switch attrs[i] {
+		case 1, 2, 3, 5, 6, 7, 8:
+		default:
+			return CIPAttributeNotSupported, nil
+		}
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []byte
+	for _, t := range h.tagList {
+		if t.id < p.Instance {
+			continue
+		}
+		e := binary.LittleEndian.AppendUint32(nil, t.id)
+		for _, a := range attrs {
+			switch a {
+			case 1: // symbol name
+				e = binary.LittleEndian.AppendUint16(e, uint16(len(t.name)))
+				e = append(e, t.name...)
+			case 2: // symbol type: atomic code, one array dimension when an array
+				typ := t.typ.code
+				if t.n > 1 {
+					typ |= 1 << 13
+				}
+				e = binary.LittleEndian.AppendUint16(e, typ)
+			case 3: // symbol address
+				e = binary.LittleEndian.AppendUint32(e, 0x2000+t.id*0x40)
+			case 5: // symbol object address
+				e = binary.LittleEndian.AppendUint32(e, 0x8000+t.id*0x10)
+			case 6: // software control
+				e = binary.LittleEndian.AppendUint32(e, 0)
+			case 7: // element size
+				e = binary.LittleEndian.AppendUint16(e, uint16(t.typ.size))
+			case 8: // array dimensions
+				d := uint32(0)
+				if t.n > 1 {
+					d = uint32(t.n)
+				}
+				e = binary.LittleEndian.AppendUint32(e, d)
+				e = append(e, 0, 0, 0, 0, 0, 0, 0, 0)
+			}
+		}
+		if len(out)+len(e) > maxTagReply {
+			return CIPPartialTransfer, out
+		}
+		out = append(out, e...)
+	}
+	return CIPSuccess, out
 }
 
 // appendCIPString appends a CIP STRING (UINT length, characters, pad to even).

@@ -311,6 +311,9 @@ func TestCIP(t *testing.T) {
 			"d4 00 01 02 0901 f801 3412 4d00 78563412 00 00", "forward_open", "6/1", 0x01},
 		{"forward close: no connection", "4e 02 2006 2401 0a0e 3412 4d00 78563412 03 00 010020022401",
 			"ce 00 01 01 0701 3412 4d00 78563412 00 00", "forward_close", "6/1", 0x01},
+		{"symbol browse from instance 0x70", "55 03 206b 2500 7000 0200 0100 0200",
+			"d5 00 00 00 79000000 0a00 416c61726d5f576f7264 c400 8c000000 0900 56616c76655f436d64 c220", "get_instance_attribute_list", "107/112", 0},
+		{"symbol browse of an unknown attribute", "55 03 206b 2500 0000 0100 0900", "d5 00 14 00", "get_instance_attribute_list", "107/0", 0x14},
 		{"multiple service packet", "0a 02 2002 2401 0200 0600 0e00 0e03 2001 2401 3001 4c04 9105 4e6f546167 00 0100",
 			"8a 00 1e 00 0200 0600 0c00 8e000000 0100 cc000400", "multiple_service_packet", "2/1", 0x1e},
 	}
@@ -862,10 +865,12 @@ func TestEthernetIPClient(t *testing.T) {
 // Forward_Open, tag reads and writes with SendUnitData, Forward_Close.
 func TestConnectedClient(t *testing.T) {
 	h := newHandler(t, nil)
-	out, srv := nodeClient(t, h, "client-connected.js")
+	out, srv := nodeClient(t, h, "client-connected.js", "browse")
 	var got struct {
-		Level      int `json:"level"`
-		LevelAfter int `json:"level_after"`
+		Name       string   `json:"name"`
+		Tags       []string `json:"tags"`
+		Level      int      `json:"level"`
+		LevelAfter int      `json:"level_after"`
 	}
 	if err := json.Unmarshal(out, &got); err != nil {
 		t.Fatalf("client output %q: %v", out, err)
@@ -873,13 +878,66 @@ func TestConnectedClient(t *testing.T) {
 	if got.Level != 6120 || got.LevelAfter != 7000 {
 		t.Errorf("tag values %+v", got)
 	}
+	wantTags := "Line1_Speed:REAL,Line1_Run:BOOL,Tank_Level:INT,Batch_Count:DINT,Recipe_Setpoints:REAL[],Alarm_Word:DINT,Valve_Cmd:SINT[]"
+	if got.Name != testIdentity.Model || strings.Join(got.Tags, ",") != wantTags {
+		t.Errorf("browse: name %q tags %s, want %s", got.Name, strings.Join(got.Tags, ","), wantTags)
+	}
 	var ops []string
 	for _, s := range srv.Sessions() {
 		for _, e := range s.Events() {
 			ops = append(ops, e.Op+"/"+e.Detail["encapsulation"])
 		}
 	}
-	if want := "register_session/,forward_open/send_rr_data,read_tag/send_unit_data,write_tag/send_unit_data,read_tag/send_unit_data,forward_close/send_rr_data"; !strings.HasPrefix(strings.Join(ops, ","), want) {
+	if want := "register_session/,forward_open/send_rr_data,get_attribute_all/send_unit_data,get_instance_attribute_list/send_unit_data,read_tag/send_unit_data,write_tag/send_unit_data,read_tag/send_unit_data,forward_close/send_rr_data"; !strings.HasPrefix(strings.Join(ops, ","), want) {
 		t.Errorf("events %s, want %s", strings.Join(ops, ","), want)
+	}
+}
+
+// TestSymbolBrowsePaging lists more tags than fit in one reply: the first reply is a
+// partial transfer and the client continues after the last instance it got.
+func TestSymbolBrowsePaging(t *testing.T) {
+	h := newHandler(t, func(c *Config) {
+		c.Tags = nil
+		for i := range 40 {
+			c.Tags = append(c.Tags, TagConfig{Name: fmt.Sprintf("Conveyor_Section_%02d_Motor_Current", i), Type: "REAL"})
+		}
+	})
+	c := dial(t, h)
+	handle := c.register()
+	var names []string
+	start := uint32(0)
+	for pages := 0; ; pages++ {
+		if pages > 10 {
+			t.Fatal("browse does not end")
+		}
+		path := AppendLogicalPath(nil, classSymbol, start)
+		if start < 0x100 { // clients send a 16-bit instance segment
+			path = binary.LittleEndian.AppendUint16([]byte{0x20, 0x6b, 0x25, 0x00}, uint16(start))
+		}
+		r, err := c.roundTrip(rr(handle, AppendRequest(nil, 0x55, path, unhex(t, "0100 0100"))))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := ParseResponse(cipReply(t, r))
+		if err != nil || (resp.Status != 0 && resp.Status != CIPPartialTransfer) {
+			t.Fatalf("browse: %+v %v", resp, err)
+		}
+		var last uint32
+		for d := resp.Data; len(d) > 0; {
+			last = binary.LittleEndian.Uint32(d)
+			n := int(binary.LittleEndian.Uint16(d[4:]))
+			names = append(names, string(d[6:6+n]))
+			d = d[6+n:]
+		}
+		if resp.Status == CIPSuccess {
+			if pages == 0 {
+				t.Error("40 tags fit in one reply")
+			}
+			break
+		}
+		start = last + 1
+	}
+	if len(names) != 40 || names[39] != "Conveyor_Section_39_Motor_Current" {
+		t.Errorf("browsed %d names: %v", len(names), names)
 	}
 }

@@ -54,6 +54,7 @@ const maxTagElements = 4096
 
 // tag is one tag with its current value (Elements × size bytes, little-endian).
 type tag struct {
+	id   uint32 // Symbol object instance
 	name string
 	typ  tagType
 	n    int

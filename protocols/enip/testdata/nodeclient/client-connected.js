@@ -11,7 +11,7 @@ const { Controller, Tag } = require("st-ethernet-ip");
     const out = { connected: PLC.established_conn === true || PLC.state.connectedMessaging === true };
     if (browse) {
         out.name = PLC.properties.name;
-        out.tags = PLC.tagList.map(t => t.name + ":" + t.type.typeName + (t.type.arrayDims ? "[" + t.type.dimensionSizes.join(",") + "]" : ""));
+        out.tags = PLC.tagList.map(t => t.name + ":" + t.type.typeName + (t.type.arrayDims ? "[]" : ""));
     }
     const level = new Tag("Tank_Level");
     await PLC.readTag(level);
