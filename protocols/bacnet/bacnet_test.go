@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -11,6 +12,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -636,4 +638,62 @@ func TestTsharkDissects(t *testing.T) {
 	if t.Failed() {
 		t.Logf("%s", text)
 	}
+}
+
+// TestNodeBacnetClient drives the device with a real BACnet client stack, the
+// node-bacnet package (testdata/nodeclient; `npm ci` there installs it): Who-Is,
+// ReadProperty on the wildcard device, ReadPropertyMultiple ALL, WriteProperty and a
+// read of an object the device does not have.
+func TestNodeBacnetClient(t *testing.T) {
+	node := testenv.LookPath(t, "node")
+	dir, err := filepath.Abs("testdata/nodeclient")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "node_modules", "node-bacnet")); err != nil {
+		t.Skipf("the node-bacnet client is not installed: run npm ci in %s", dir)
+	}
+	srv := protocoltest.ServeUDP(t, "127.0.0.1:0", newHandler(t, nil))
+	// A free port for the client's socket.
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	clientPort := pc.LocalAddr().(*net.UDPAddr).Port
+	pc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, node, "client.js", fmt.Sprint(srv.Addr.Port()), fmt.Sprint(clientPort))
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("client: %v\n%s", err, out)
+	}
+	var got struct {
+		IAm struct {
+			DeviceID int `json:"deviceId"`
+			VendorID int `json:"vendorId"`
+		} `json:"iam"`
+		Name             string  `json:"name"`
+		Vendor           string  `json:"vendor"`
+		DeviceProperties []int   `json:"device_properties"`
+		AV1              float64 `json:"av1"`
+		Missing          string  `json:"missing"`
+	}
+	if err := json.Unmarshal(bytes.TrimSpace(out), &got); err != nil {
+		t.Fatalf("client output %q: %v", out, err)
+	}
+	if got.IAm.DeviceID != testInstance || got.IAm.VendorID != 222 {
+		t.Errorf("I-Am %+v", got.IAm)
+	}
+	if got.Name != testIdentity.ModuleName || got.Vendor != testIdentity.Vendor || got.AV1 != 19.5 {
+		t.Errorf("values %+v", got)
+	}
+	if len(got.DeviceProperties) != len(deviceRequired)+len(deviceOptional) {
+		t.Errorf("ReadPropertyMultiple ALL returned %d properties: %v", len(got.DeviceProperties), got.DeviceProperties)
+	}
+	if !strings.Contains(got.Missing, "OBJECT (1)") || !strings.Contains(got.Missing, "UNKNOWN_OBJECT (31)") {
+		t.Errorf("reading a missing object: %q", got.Missing)
+	}
+	t.Logf("%s", out)
 }
