@@ -173,23 +173,23 @@ type ProbeSummary struct {
 // Stats are the demux counters. Pending, Active and BufferedBytes are current values,
 // the rest count since NewDemux.
 type Stats struct {
-	Pending, Active int
-	BufferedBytes   int64
-	Registered      uint64 // sessions registered (Register or AutoRegister)
-	RegisterErrors  uint64
-	Finished        uint64 // parts emitted
-	Sessions        uint64 // sessions ended (parts with Last)
-	ProbeFlows      uint64 // unregistered flows expired or dropped at Close
-	PendingOverflow uint64 // packets of new flows not buffered: MaxPending reached
-	PendingDropped  uint64 // packets of pending flows not buffered: per-flow or byte cap
-	ProbeSources    uint64 // probe sources not summarised: MaxProbeSources reached
-	PacketsSeen     uint64
-	PacketsMatched  uint64 // written to a session or buffered in a pending flow
-	PacketsUnparsed uint64 // not Ethernet/IP/TCP/UDP, or truncated
-	Fragments       uint64 // non-first fragments given to their flow
-	FragmentsLost   uint64 // non-first fragments without a known first fragment
-	KernelDrops     uint64
-	WriteErrors     uint64
+	Pending, Active     int
+	BufferedBytes       int64
+	Registered          uint64 // sessions registered (Register or AutoRegister)
+	RegisterErrors      uint64
+	Finished            uint64 // parts emitted
+	Sessions            uint64 // sessions ended (parts with Last)
+	ProbeFlows          uint64 // unregistered flows expired or dropped at Close
+	PendingOverflow     uint64 // packets of new flows not buffered: MaxPending reached
+	PendingDropped      uint64 // packets of pending flows not buffered: per-flow or byte cap
+	ProbeSourcesDropped uint64 // probe sources not summarised: MaxProbeSources reached
+	PacketsSeen         uint64
+	PacketsMatched      uint64 // written to a session or buffered in a pending flow
+	PacketsUnparsed     uint64 // not Ethernet/IP/TCP/UDP, or truncated
+	Fragments           uint64 // non-first fragments given to their flow
+	FragmentsLost       uint64 // non-first fragments without a known first fragment
+	KernelDrops         uint64
+	WriteErrors         uint64
 }
 
 // Errors of Register.
@@ -631,7 +631,7 @@ func (d *Demux) noteProbe(src netip.Addr, port uint16, flows, packets int, first
 	a := d.probes[src]
 	if a == nil {
 		if len(d.probes) >= d.cfg.MaxProbeSources {
-			d.stats.ProbeSources++
+			d.stats.ProbeSourcesDropped++
 			return
 		}
 		a = &ProbeSummary{Source: src, First: first, Last: last}

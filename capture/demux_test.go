@@ -838,3 +838,24 @@ func TestPartWriterSize(t *testing.T) {
 		})
 	}
 }
+
+// TestDemuxRegisterMapped registers the IPv4-mapped tuple a dual-stack listener
+// reports; the IPv4 packets must land in the session.
+func TestDemuxRegisterMapped(t *testing.T) {
+	t.Parallel()
+	d, s := newTestDemux(t, Config{})
+	cv := newConv(t, ProtoTCP, "192.0.2.10:40000", "10.0.0.2:502", t0)
+	pkts := append(cv.handshake(), cv.exchange(1)...)
+	feed(d, pkts[:3]...)
+	mapped := Tuple{ProtoTCP, mustAddrPort("[::ffff:192.0.2.10]:40000"), mustAddrPort("[::ffff:10.0.0.2]:502")}
+	if err := d.Register(mapped, "dual"); err != nil {
+		t.Fatal(err)
+	}
+	feed(d, pkts[3:]...)
+	d.Close(cv.now)
+	f := wantParts(t, s, 1)[0]
+	samePackets(t, frames(t, f.PCAP), pkts)
+	if f.Tuple != cv.tuple() {
+		t.Errorf("tuple %v, want the normalized %v", f.Tuple, cv.tuple())
+	}
+}

@@ -154,3 +154,8 @@ func (nw *ngPartWriter) finish(st *partStats) ([]byte, error) {
 	}
 	return nw.buf.Bytes(), nil
 }
+
+var (
+	_ partWriter = (*pcapPartWriter)(nil)
+	_ partWriter = (*ngPartWriter)(nil)
+)
