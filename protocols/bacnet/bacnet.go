@@ -275,7 +275,7 @@ var knownVendorIDs = []struct {
 	{"tridium", []uint16{36}},
 	{"distech", []uint16{332, 364}},
 	{"phoenix contact", []uint16{226}},
-	{"beckhoff", []uint16{408}},
+	{"beckhoff", []uint16{415}},
 	{"abb", []uint16{127}},
 	{"carrier", []uint16{16}},
 	{"kmc", []uint16{28}},

@@ -389,8 +389,9 @@ func (h *Handler) ServeStream(ctx context.Context, s protocols.Session, nc net.C
 	backing := make([]byte, HeaderLen+h.cfg.MaxDataLength)
 	buf := backing[:0]
 	var received, requests int
-	var partial time.Time
+	var partial, lastRead time.Time // start of the incomplete message in buf; last read
 	for {
+		consumed := false
 		for len(buf) >= HeaderLen {
 			hdr, _ := ParseHeader(buf)
 			if int(hdr.Length) > h.cfg.MaxDataLength {
@@ -412,6 +413,7 @@ func (h *Handler) ServeStream(ctx context.Context, s protocols.Session, nc net.C
 			requests++
 			out, closeAfter := h.serveEncap(c, hdr, buf[HeaderLen:n])
 			buf = buf[n:]
+			consumed = true
 			if out != nil {
 				if err := h.write(nc, out); err != nil {
 					return quiet(err)
@@ -422,6 +424,9 @@ func (h *Handler) ServeStream(ctx context.Context, s protocols.Session, nc net.C
 			}
 		}
 		buf = backing[:copy(backing, buf)]
+		if consumed {
+			partial = lastRead // what is left began in the last read
+		}
 		if received >= h.cfg.MaxBytes {
 			return fmt.Errorf("%w: %d bytes", ErrSessionLimit, received)
 		}
@@ -438,8 +443,9 @@ func (h *Handler) ServeStream(ctx context.Context, s protocols.Session, nc net.C
 		room := min(cap(buf)-len(buf), h.cfg.MaxBytes-received)
 		n, err := nc.Read(buf[len(buf) : len(buf)+room])
 		if n > 0 {
+			lastRead = time.Now()
 			if len(buf) == 0 {
-				partial = time.Now()
+				partial = lastRead
 			}
 			buf = buf[:len(buf)+n]
 			received += n

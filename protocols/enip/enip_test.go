@@ -541,6 +541,25 @@ func TestHostileStreams(t *testing.T) {
 			t.Errorf("ServeStream: %v, want ErrSessionLimit", err)
 		}
 	})
+	t.Run("busy stream that always ends mid-message outlives the idle timeout", func(t *testing.T) {
+		h := newHandler(t, func(c *Config) { c.IdleTimeout = 300 * time.Millisecond })
+		c := dial(t, h)
+		msg := unhex(t, "6400 0000 00000000 00000000 "+ctx8+" 00000000")
+		go func() {
+			c.conn.Write(msg[:10])
+			for range 12 { // 1.2 s of traffic, each write ending inside the next message
+				time.Sleep(100 * time.Millisecond)
+				c.conn.Write(append(append([]byte(nil), msg[10:]...), msg[:10]...))
+			}
+		}()
+		for i := range 12 {
+			c.conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+			r := make([]byte, len(msg)+2)
+			if _, err := io.ReadFull(c.conn, r); err != nil {
+				t.Fatalf("reply %d: %v", i, err)
+			}
+		}
+	})
 	t.Run("several messages in one segment", func(t *testing.T) {
 		c := dial(t, newHandler(t, nil))
 		req := unhex(t, "0400 0000 00000000 00000000 "+ctx8+" 00000000 6400 0000 00000000 00000000 "+ctx8+" 00000000")
