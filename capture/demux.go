@@ -358,9 +358,10 @@ func (d *Demux) handleFragment(p Packet, pi *pinfo) {
 func (d *Demux) handleFlow(p Packet, pi *pinfo) {
 	key, srcLow := makeKey(pi.proto, pi.v6, pi.src, pi.dst)
 	f := d.flows[key]
-	if f != nil && f.state == stateClosing {
-		// A new connection on the same tuple (the client's SYN) or a packet after the
-		// linger ends the old session first.
+	if f != nil && f.closeReason != "" {
+		// A new connection on the tuple of a closed one (the client's SYN), or a packet
+		// after the linger, ends the old flow first: a registered session is emitted,
+		// a pending one (say, a refused first attempt) counts as a probe.
 		newSYN := f.proto == ProtoTCP && pi.flags&(flagSYN|flagACK) == flagSYN
 		if newSYN || !p.Time.Before(f.closeAt.Add(d.cfg.Linger)) {
 			d.finalize(f, f.closeReason)

@@ -859,3 +859,29 @@ func TestDemuxRegisterMapped(t *testing.T) {
 		t.Errorf("tuple %v, want the normalized %v", f.Tuple, cv.tuple())
 	}
 }
+
+// TestDemuxRetryAfterRefusal: a first attempt refused with an RST and retried from
+// the same source port must not make the registered retry a closed session.
+func TestDemuxRetryAfterRefusal(t *testing.T) {
+	t.Parallel()
+	d, s := newTestDemux(t, Config{Linger: time.Second})
+	cv := newConv(t, ProtoTCP, "192.0.2.10:40000", "10.0.0.2:502", t0)
+	feed(d, cv.pkt(0, true, tcpSYN, ""), cv.pkt(time.Millisecond, false, tcpRST|tcpACK, ""))
+	retry := append(cv.handshake(), cv.exchange(2)...)
+	feed(d, retry[:3]...)
+	if err := d.Register(cv.tuple(), "retry"); err != nil {
+		t.Fatal(err)
+	}
+	feed(d, retry[3:]...)
+	d.Tick(cv.now.Add(2 * time.Second)) // past the old RST's linger
+	if len(s.parts()) != 0 {
+		t.Fatal("the retried session ended with the refused attempt")
+	}
+	d.Close(cv.now.Add(3 * time.Second))
+	f := wantParts(t, s, 1)[0]
+	checkPart(t, f, "retry", 1, true, ReasonShutdown)
+	samePackets(t, frames(t, f.PCAP), retry)
+	if st := d.Stats(); st.ProbeFlows != 1 {
+		t.Errorf("refused attempt not counted as a probe: %+v", st)
+	}
+}
