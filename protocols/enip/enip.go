@@ -128,10 +128,10 @@ func NewConfig() *Config {
 		MaxRequests:   20000,
 		MaxBytes:      1 << 20,
 		Tags: []TagConfig{
-			{Name: "Line1_Speed", Type: "REAL", Values: []float64{42.5}},
+			{Name: "Line1_Speed", Type: "REAL", Values: []float64{42.5}, Variation: 0.6, Period: 9 * time.Minute},
 			{Name: "Line1_Run", Type: "BOOL", Values: []float64{1}},
-			{Name: "Tank_Level", Type: "INT", Values: []float64{6120}},
-			{Name: "Batch_Count", Type: "DINT", Values: []float64{184220}},
+			{Name: "Tank_Level", Type: "INT", Values: []float64{6120}, Variation: 380, Period: 47 * time.Minute},
+			{Name: "Batch_Count", Type: "DINT", Values: []float64{184220}, Rate: 0.05},
 			{Name: "Recipe_Setpoints", Type: "REAL", Elements: 8, Values: []float64{72.5, 68, 3.2, 120, 15, 0.85, 45, 9.5}},
 			{Name: "Alarm_Word", Type: "DINT", Values: []float64{0}},
 			{Name: "Valve_Cmd", Type: "SINT", Elements: 4, Values: []float64{1, 0, 0, 1}},
@@ -259,6 +259,9 @@ func New(env protocols.Env, cfg *Config) (*Handler, error) {
 	}
 	if env.Logger == nil {
 		env.Logger = slog.New(slog.DiscardHandler)
+	}
+	if env.Boot.IsZero() {
+		env.Boot = env.Now()
 	}
 	id := env.Identity
 	h := &Handler{cfg: *cfg, env: env, log: env.Logger, hostname: id.Hostname, tags: map[string]*tag{}}
@@ -1203,6 +1206,7 @@ func (h *Handler) tagService(r Request, p Path, ev *protocols.Event) tagResult {
 	if len(p.Members) > 1 {
 		return fail(CIPPathSegmentError)
 	}
+	t.refresh(h.env.Now(), h.env.Boot)
 	var start uint32
 	if len(p.Members) == 1 {
 		start = p.Members[0]

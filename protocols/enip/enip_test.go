@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/netip"
 	"os"
@@ -45,11 +46,19 @@ func newHandler(t testing.TB, mod func(*Config)) *Handler {
 	id := testIdentity
 	env := protocoltest.Env(t, &id)
 	env.Now = func() time.Time { return testNow }
+	env.Boot = testNow.Add(-time.Hour)
 	h, err := New(env, cfg)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
 	return h
+}
+
+// static stops the default tags from following the process, for byte-exact replies.
+func static(c *Config) {
+	for i := range c.Tags {
+		c.Tags[i].Variation, c.Tags[i].Period, c.Tags[i].Rate = 0, 0, 0
+	}
 }
 
 func unhex(t testing.TB, s string) []byte {
@@ -319,7 +328,7 @@ func TestCIP(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			c := dial(t, newHandler(t, nil))
+			c := dial(t, newHandler(t, static))
 			handle := c.register()
 			r, err := c.roundTrip(rr(handle, unhex(t, tc.req)))
 			if err != nil {
@@ -346,7 +355,7 @@ func TestCIP(t *testing.T) {
 
 // TestWriteRemembered writes tags over one connection and reads them over another.
 func TestWriteRemembered(t *testing.T) {
-	h := newHandler(t, nil)
+	h := newHandler(t, static)
 	steps := []struct {
 		name, req, want string
 	}{
@@ -658,6 +667,9 @@ func TestConfig(t *testing.T) {
 		{"too many values", func(c *Config, _ *protocols.Identity) { c.Tags[0].Values = []float64{1, 2} }, "values"},
 		{"INT out of range", func(c *Config, _ *protocols.Identity) { c.Tags[2].Values = []float64{40000} }, "range"},
 		{"bad netmask", func(c *Config, _ *protocols.Identity) { c.Netmask = "255.255.255" }, "netmask"},
+		{"moving array", func(c *Config, _ *protocols.Identity) { c.Tags[4].Variation, c.Tags[4].Period = 1, time.Minute }, "scalar"},
+		{"counting BOOL", func(c *Config, _ *protocols.Identity) { c.Tags[1].Rate = 1 }, "BOOL has no rate"},
+		{"negative period", func(c *Config, _ *protocols.Identity) { c.Tags[0].Period = -time.Second }, "negative period"},
 		{"small max_data_length", func(c *Config, _ *protocols.Identity) { c.MaxDataLength = 100 }, "max_data_length"},
 	}
 	for _, tc := range tests {
@@ -862,7 +874,7 @@ func TestEthernetIPClient(t *testing.T) {
 	if got.Name != testIdentity.Model || got.Serial != 0x4a3b2c1d || got.Version != "32.11" || got.Status != 0x60 {
 		t.Errorf("controller properties %+v", got)
 	}
-	if got.Speed != 42.5 || got.SpeedAfter != 61.5 || got.Count != 184220 {
+	if math.Abs(got.Speed-42.5) > 0.7 || got.SpeedAfter != 61.5 || got.Count != 184220+180 {
 		t.Errorf("tag values %+v", got)
 	}
 	if got.Missing != "4" {
@@ -894,7 +906,7 @@ func TestConnectedClient(t *testing.T) {
 	if err := json.Unmarshal(out, &got); err != nil {
 		t.Fatalf("client output %q: %v", out, err)
 	}
-	if got.Level != 6120 || got.LevelAfter != 7000 {
+	if got.Level < 6120-410 || got.Level > 6120+410 || got.LevelAfter != 7000 {
 		t.Errorf("tag values %+v", got)
 	}
 	wantTags := "Line1_Speed:REAL,Line1_Run:BOOL,Tank_Level:INT,Batch_Count:DINT,Recipe_Setpoints:REAL[],Alarm_Word:DINT,Valve_Cmd:SINT[]"
@@ -958,5 +970,55 @@ func TestSymbolBrowsePaging(t *testing.T) {
 	}
 	if len(names) != 40 || names[39] != "Conveyor_Section_39_Motor_Current" {
 		t.Errorf("browsed %d names: %v", len(names), names)
+	}
+}
+
+// TestTagsMove checks that the default process tags follow a plausible process until
+// a client writes them.
+func TestTagsMove(t *testing.T) {
+	h := newHandler(t, nil)
+	now := testNow
+	h.env.Now = func() time.Time { return now }
+	read := func(name string) float64 {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		tg := h.tags[strings.ToLower(name)]
+		tg.refresh(now, h.env.Boot)
+		switch tg.typ.code {
+		case 0xca:
+			return float64(math.Float32frombits(binary.LittleEndian.Uint32(tg.data)))
+		case 0xc3:
+			return float64(int16(binary.LittleEndian.Uint16(tg.data)))
+		}
+		return float64(int32(binary.LittleEndian.Uint32(tg.data)))
+	}
+	speeds := map[float64]bool{}
+	prevCount := read("Batch_Count")
+	for i := range 100 {
+		now = testNow.Add(time.Duration(i) * 23 * time.Second)
+		v := read("Line1_Speed")
+		if math.Abs(v-42.5) > 0.6*1.1 {
+			t.Fatalf("speed %v outside 42.5 ± 0.66", v)
+		}
+		speeds[v] = true
+		if lvl := read("Tank_Level"); lvl < 6120-420 || lvl > 6120+420 {
+			t.Fatalf("level %v", lvl)
+		}
+		if c := read("Batch_Count"); c < prevCount {
+			t.Fatalf("counter went back from %v to %v", prevCount, c)
+		} else {
+			prevCount = c
+		}
+	}
+	if len(speeds) < 50 || prevCount < 184220+0.05*3600+100 {
+		t.Errorf("%d distinct speeds, counter %v", len(speeds), prevCount)
+	}
+	// Written, the tag keeps the written value.
+	c := dial(t, h)
+	handle := c.register()
+	c.roundTrip(rr(handle, unhex(t, "4d 07 91 0b 4c696e65315f5370656564 00 ca00 0100 00005e42")))
+	now = now.Add(time.Hour)
+	if v := read("Line1_Speed"); v != 55.5 {
+		t.Errorf("written speed reads %v", v)
 	}
 }

@@ -3,9 +3,11 @@ package enip
 import (
 	"encoding/binary"
 	"fmt"
+	"hash/fnv"
 	"math"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Logix atomic data types (1756-PM020, "Logix 5000 Data Access").
@@ -47,6 +49,13 @@ type TagConfig struct {
 	Elements int `yaml:"elements"`
 	// Values are the initial values of the first elements (the rest are 0).
 	Values []float64 `yaml:"values"`
+	// A scalar tag can follow the process until a client writes it: Variation is the
+	// amplitude of a slow movement around the value over Period (a BOOL flips every
+	// half Period), Rate a steady increase per second since boot (a counter; integer
+	// types wrap around).
+	Variation float64       `yaml:"variation"`
+	Period    time.Duration `yaml:"period"`
+	Rate      float64       `yaml:"rate"`
 }
 
 // maxTagElements bounds an array tag.
@@ -59,6 +68,12 @@ type tag struct {
 	typ  tagType
 	n    int
 	data []byte
+	// The process behind a scalar tag, until a client writes it.
+	dynamic               bool
+	written               bool
+	base, variation, rate float64
+	period                time.Duration
+	phase                 float64
 }
 
 func newTag(c TagConfig) (*tag, error) {
@@ -84,7 +99,29 @@ func newTag(c TagConfig) (*tag, error) {
 	if len(c.Values) > n {
 		return nil, fmt.Errorf("tag %s: %d values for %d elements", c.Name, len(c.Values), n)
 	}
-	tg := &tag{name: c.Name, typ: t, n: n, data: make([]byte, n*t.size)}
+	for _, x := range []float64{c.Variation, c.Rate} {
+		if math.IsNaN(x) || math.IsInf(x, 0) || math.Abs(x) > math.MaxFloat32 {
+			return nil, fmt.Errorf("tag %s: variation/rate %v out of range", c.Name, x)
+		}
+	}
+	if c.Period < 0 {
+		return nil, fmt.Errorf("tag %s: negative period", c.Name)
+	}
+	moves := (c.Variation != 0 || t.code == 0xc1) && c.Period > 0 || c.Rate != 0
+	if moves && n != 1 {
+		return nil, fmt.Errorf("tag %s: variation, period and rate apply to scalar tags only", c.Name)
+	}
+	if moves && t.code == 0xc1 && c.Rate != 0 {
+		return nil, fmt.Errorf("tag %s: a BOOL has no rate", c.Name)
+	}
+	tg := &tag{name: c.Name, typ: t, n: n, data: make([]byte, n*t.size), dynamic: moves,
+		variation: c.Variation, period: c.Period, rate: c.Rate}
+	if len(c.Values) > 0 {
+		tg.base = c.Values[0]
+	}
+	h := fnv.New32a()
+	h.Write([]byte(c.Name))
+	tg.phase = float64(h.Sum32()%1000) / 1000 * 2 * math.Pi
 	for i, v := range c.Values {
 		b, err := encodeValue(t, v)
 		if err != nil {
@@ -93,6 +130,44 @@ func newTag(c TagConfig) (*tag, error) {
 		copy(tg.data[i*t.size:], b)
 	}
 	return tg, nil
+}
+
+// refresh writes the process value at now into a dynamic tag that no client has
+// written. The caller holds the device lock.
+func (t *tag) refresh(now, boot time.Time) {
+	if !t.dynamic || t.written {
+		return
+	}
+	sec := float64(now.UnixNano()) / 1e9
+	v := t.base
+	if t.period > 0 {
+		cycle := sec/t.period.Seconds() + t.phase/(2*math.Pi)
+		if t.typ.code == 0xc1 {
+			if int64(math.Floor(2*cycle))%2 == 1 {
+				v = 1 - v
+			}
+		} else {
+			w := 2 * math.Pi * cycle
+			v += t.variation*math.Sin(w) + 0.07*t.variation*math.Sin(6.1*w+t.phase)
+		}
+	}
+	v += t.rate * now.Sub(boot).Seconds()
+	switch t.typ.code {
+	case 0xc1:
+		t.data[0] = 0
+		if v != 0 {
+			t.data[0] = 0xff
+		}
+	case 0xca:
+		binary.LittleEndian.PutUint32(t.data, math.Float32bits(float32(v)))
+	case 0xcb:
+		binary.LittleEndian.PutUint64(t.data, math.Float64bits(v))
+	default: // integers wrap around like a PLC counter
+		x := uint64(int64(math.Round(v)))
+		for i := range t.data {
+			t.data[i] = byte(x >> (8 * i))
+		}
+	}
 }
 
 // encodeValue encodes one element of type t.
@@ -252,6 +327,7 @@ func (t *tag) write(start uint32, data []byte, fragmented bool) tagResult {
 	}
 	dst := t.data[int(start)*t.typ.size+int(offset):]
 	copy(dst, values)
+	t.written = true
 	if t.typ.code == 0xc1 { // a BOOL reads back as 0 or 0xFF
 		for i := range values {
 			if dst[i] != 0 {
