@@ -434,3 +434,28 @@ func TestInterfaceFor(t *testing.T) {
 		}
 	}
 }
+
+// TestOpenLiveWithoutCapNetRaw re-runs this test binary without CAP_NET_RAW (setpriv)
+// and requires OpenLive to say what it needs.
+func TestOpenLiveWithoutCapNetRaw(t *testing.T) {
+	if os.Getenv("PCAPOT_CAPTURE_NO_CAP") == "1" {
+		prog, _, err := SensorFilter(SensorFilterConfig{TCPPorts: []uint16{502}, Loopback: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = OpenLive(LiveConfig{Interface: "lo", Filter: prog})
+		if !errors.Is(err, syscall.EPERM) || !strings.Contains(err.Error(), "needs root or CAP_NET_RAW") {
+			t.Fatalf("OpenLive without CAP_NET_RAW: %v", err)
+		}
+		return
+	}
+	testenv.RequireRoot(t)
+	setpriv := testenv.LookPath(t, "setpriv")
+	t.Parallel()
+	cmd := exec.Command(setpriv, "--bounding-set=-net_raw", "--inh-caps=-net_raw", os.Args[0], "-test.run=^TestOpenLiveWithoutCapNetRaw$", "-test.v")
+	cmd.Env = append(os.Environ(), "PCAPOT_CAPTURE_NO_CAP=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "--- PASS") {
+		t.Fatalf("helper: %v\n%s", err, out)
+	}
+}

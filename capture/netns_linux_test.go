@@ -97,8 +97,9 @@ func (n *netnsPair) in(ns string, fn func()) error {
 
 // TestNetnsManySessions captures, in the sensor's namespace on a veth, many
 // concurrent TCP (IPv4 and IPv6) and UDP sessions from the attacker's namespace, a
-// third of the TCP ones aborted with an RST, and requires every session pcap to equal
-// tcpdump's reference capture cut by the session's filter.
+// third of the TCP ones aborted with an RST, written as pcapng, and requires every
+// session file to equal tcpdump's reference capture cut by the session's filter (and
+// tshark to read a sample).
 func TestNetnsManySessions(t *testing.T) {
 	n := newNetnsPair(t)
 	t.Parallel()
@@ -123,7 +124,7 @@ func TestNetnsManySessions(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		lc = startLiveCapture(t, LiveConfig{Interface: n.vethS, Filter: prog}, Config{Linger: 300 * time.Millisecond, UDPIdle: 700 * time.Millisecond, Interface: n.vethS})
+		lc = startLiveCapture(t, LiveConfig{Interface: n.vethS, Filter: prog}, Config{Format: FormatPCAPNG, Linger: 300 * time.Millisecond, UDPIdle: 700 * time.Millisecond, Interface: n.vethS})
 	})
 	if err != nil {
 		t.Fatal(err)
