@@ -54,8 +54,9 @@ type Config struct {
 	// complete file; defaults 16 MiB and 1h. Nothing is truncated.
 	MaxSessionBytes int64
 	MaxLifetime     time.Duration
-	// MaxBufferedBytes caps the memory of all open parts together (default 1 GiB):
-	// beyond it the largest parts are emitted early (reason "size").
+	// MaxBufferedBytes caps the memory of all open parts together, writer buffers
+	// included (default 1 GiB): beyond it the largest parts are emitted early (reason
+	// "size").
 	MaxBufferedBytes int64
 	// MaxProbeSources caps the sources in the probe summary between two Probes calls
 	// (default 4096); further sources are only counted.
@@ -533,7 +534,7 @@ func (d *Demux) openPart(f *flow) bool {
 	f.w = w
 	f.st.drops, f.st.incomplete = f.carryDrops, f.carryIncomplete
 	f.carryDrops, f.carryIncomplete = 0, false
-	d.buffered += int64(w.size())
+	d.buffered += int64(w.size() + w.overhead())
 	return true
 }
 
@@ -553,9 +554,9 @@ func (d *Demux) closePart(f *flow, reason string, last bool) {
 			st.start, st.end = d.now, d.now
 		}
 	}
-	size := f.w.size()
+	mem := f.w.size() + f.w.overhead()
 	data, err := f.w.finish(&st)
-	d.buffered -= int64(size)
+	d.buffered -= int64(mem)
 	f.w = nil
 	f.st = partStats{}
 	if err != nil {

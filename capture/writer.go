@@ -24,8 +24,10 @@ const (
 type partWriter interface {
 	// write appends one frame; inbound is client -> sensor.
 	write(ts time.Time, data []byte, wire int, inbound bool) error
-	// size is the number of bytes the part occupies so far.
+	// size is the number of bytes the part's file has so far.
 	size() int
+	// overhead is the memory the writer holds besides the file's bytes.
+	overhead() int
 	// recordSize is what write adds for a frame of n captured bytes.
 	recordSize(n int) int
 	// finish completes the file and returns its bytes.
@@ -69,6 +71,8 @@ func (pw *pcapPartWriter) write(ts time.Time, data []byte, wire int, _ bool) err
 }
 
 func (pw *pcapPartWriter) size() int { return pw.buf.Len() }
+
+func (pw *pcapPartWriter) overhead() int { return 0 }
 
 func (pw *pcapPartWriter) recordSize(n int) int { return 16 + n }
 
@@ -135,6 +139,9 @@ func (nw *ngPartWriter) write(ts time.Time, data []byte, wire int, inbound bool)
 }
 
 func (nw *ngPartWriter) size() int { return nw.n }
+
+// overhead is the NgWriter's bufio buffer (bufio's default size).
+func (nw *ngPartWriter) overhead() int { return 4096 }
 
 func (nw *ngPartWriter) recordSize(n int) int { return ngEPBOverhead + (n+3)&^3 }
 
