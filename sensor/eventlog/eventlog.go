@@ -1,0 +1,324 @@
+// Package eventlog writes the sensor's attack events as Elastic Common Schema (ECS)
+// records, one JSON object per line (NDJSON): one record when a session starts, one per
+// protocol event, one when the session ends (with its pcap's hash and URL and the STIX
+// ids of its incident, so a SIEM can join log events with the TAXII feed). Records go
+// to a file with size-based rotation or to standard output, and optionally to a syslog
+// server (RFC 5424 over UDP, TCP or TLS).
+//
+// The log never blocks the sensor: records are queued in bounded queues and counted as
+// dropped when a queue is full. Attacker bytes are always JSON-escaped; text that is not
+// valid UTF-8 is written with U+FFFD replacements plus a hex copy of its exact bytes.
+//
+// The package uses standard types only; the sensor converts its sessions and protocol
+// events into Session and Event.
+package eventlog
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Observer describes the sensor (ECS observer.*).
+type Observer struct {
+	// Name is observer.name, e.g. the sensor id or a site name.
+	Name string
+	// SensorID is pcapot.sensor_id, the id used in object keys.
+	SensorID string
+	Hostname string
+	IPs      []netip.Addr
+	// Vendor and Product default to "pcapot"; Version is the sensor's version.
+	Vendor, Product, Version string
+}
+
+// PCAP is one stored capture file of a session.
+type PCAP struct {
+	Part     int
+	Key, URL string
+	// SHA256 is lowercase hex.
+	SHA256   string
+	Size     int64
+	MimeType string
+}
+
+// Session is one attacker session. SessionStart needs the identity fields (ID,
+// Protocol, Transport, Client, Server, Start); SessionEnd uses all of them.
+type Session struct {
+	// ID is the session UUID.
+	ID string
+	// Protocol is the emulator ("modbus"), Service the IANA service name ("mbap"),
+	// Transport "tcp" or "udp".
+	Protocol, Service, Transport string
+	// Client is the attacker, Server the sensor's address.
+	Client, Server netip.AddrPort
+	Start, End     time.Time
+
+	ClientPackets, ServerPackets, ClientBytes, ServerBytes int64
+
+	PCAPs []PCAP
+	// STIX ids of the session's bundle (known once the incident is built).
+	BundleID, IncidentID, ObservedDataID, IndicatorID, SightingID string
+	// Reason is why the session ended ("fin", "rst", "idle").
+	Reason             string
+	PossiblyIncomplete bool
+	Drops              uint64
+	// Events and EventsDropped count the session's protocol events (kept, over the cap).
+	Events, EventsDropped int
+}
+
+// Event is one protocol operation; it mirrors protocols.Event. Its strings and Data may
+// hold attacker bytes.
+type Event struct {
+	Time     time.Time
+	Protocol string
+	Op       string
+	Code     int
+	// Unit is the unit/station address, negative when none applies.
+	Unit              int
+	Area              string
+	Address, Quantity int
+	Data              []byte
+	Exception         int
+	Write             bool
+	Detail            map[string]string
+}
+
+// Config configures a Log.
+type Config struct {
+	// Path is the NDJSON file; "-" is standard output; "" writes no file (syslog only).
+	Path string
+	// MaxBytes rotates the file before it would grow beyond this size (default
+	// 100 MiB); MaxFiles rotated files are kept as Path.1 (newest) ... Path.N (default
+	// 5). A negative MaxBytes disables rotation.
+	MaxBytes int64
+	MaxFiles int
+	// QueueSize bounds the records waiting for the file writer (default 8192).
+	QueueSize int
+	// Syslog, when set, also sends every record to a syslog server.
+	Syslog   *SyslogConfig
+	Observer Observer
+	// Now returns the current time (event.created); tests replace it.
+	Now func() time.Time
+	// Stdout is where Path "-" writes; os.Stdout when nil.
+	Stdout io.Writer
+}
+
+// Defaults.
+const (
+	DefaultMaxBytes  = 100 << 20
+	DefaultMaxFiles  = 5
+	DefaultQueueSize = 8192
+)
+
+// Stats counts records since the log was created.
+type Stats struct {
+	// Written, Dropped (queue full or log closed) and Errors (write failed) count
+	// records of the file/stdout sink.
+	Written, Dropped, Errors uint64
+	// Syslog* count records of the syslog sink.
+	SyslogSent, SyslogDropped, SyslogErrors uint64
+}
+
+// Log writes ECS records. It is safe for concurrent use.
+type Log struct {
+	b   builder
+	log *slog.Logger
+
+	mu     sync.RWMutex // guards closed and sends on the queues
+	closed bool
+	queue  chan []byte // nil without a file sink
+	done   chan struct{}
+	out    *fileSink
+	// abandon makes the writer drop what is still queued (Close ran out of time).
+	abandon  atomic.Bool
+	closeErr error // of the file, set by run before done is closed
+
+	syslog *syslogSink
+
+	written, dropped, errs atomic.Uint64
+}
+
+// ErrClosed is returned by Close on a closed log.
+var ErrClosed = errors.New("eventlog: closed")
+
+// New opens the configured outputs and starts their writers. The file is opened (and
+// created, mode 0640) before New returns, so a wrong path fails here. A syslog server
+// that is down does not fail New: records are queued and the connection is retried.
+func New(cfg Config, logger *slog.Logger) (*Log, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.MaxBytes == 0 {
+		cfg.MaxBytes = DefaultMaxBytes
+	}
+	if cfg.MaxFiles <= 0 {
+		cfg.MaxFiles = DefaultMaxFiles
+	}
+	if cfg.QueueSize <= 0 {
+		cfg.QueueSize = DefaultQueueSize
+	}
+	if cfg.Path == "" && cfg.Syslog == nil {
+		return nil, errors.New("eventlog: no output: set a path, \"-\" for standard output, or syslog")
+	}
+	l := &Log{b: newBuilder(cfg.Observer, cfg.Now), log: logger.With("component", "eventlog"), done: make(chan struct{})}
+	if cfg.Path != "" {
+		stdout := cfg.Stdout
+		if stdout == nil {
+			stdout = os.Stdout
+		}
+		out, err := openFileSink(cfg.Path, cfg.MaxBytes, cfg.MaxFiles, stdout)
+		if err != nil {
+			return nil, err
+		}
+		l.out = out
+		l.queue = make(chan []byte, cfg.QueueSize)
+	}
+	if cfg.Syslog != nil {
+		s, err := newSyslogSink(*cfg.Syslog, l.log)
+		if err != nil {
+			if l.out != nil {
+				_ = l.out.close()
+			}
+			return nil, err
+		}
+		l.syslog = s
+	}
+	go l.run()
+	return l, nil
+}
+
+// SessionStart logs the start of session s.
+func (l *Log) SessionStart(s Session) { l.publish(l.b.sessionStart(&s), syslogInfo, "session-start") }
+
+// SessionEnd logs the end of session s, with its counters, pcaps and STIX ids.
+func (l *Log) SessionEnd(s Session) { l.publish(l.b.sessionEnd(&s), syslogInfo, "session-end") }
+
+// Event logs protocol event e of session s (s needs its identity fields only).
+func (l *Log) Event(s Session, e Event) {
+	sev := syslogNotice
+	if e.Write {
+		sev = syslogWarning
+	}
+	l.publish(l.b.event(&s, &e), sev, "protocol-event")
+}
+
+// encode returns r as one line of JSON.
+func encode(r *record) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf) // escapes <, >, & too: safe in any viewer
+	if err := enc.Encode(r); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+func (l *Log) publish(r *record, severity int, msgID string) {
+	line, err := encode(r)
+	if err != nil { // cannot happen with these types; count it rather than panic
+		l.errs.Add(1)
+		l.log.Error("encode record", "err", err)
+		return
+	}
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if l.closed {
+		l.dropped.Add(1)
+		return
+	}
+	if l.queue != nil {
+		select {
+		case l.queue <- line:
+		default:
+			l.dropped.Add(1)
+		}
+	}
+	if l.syslog != nil {
+		l.syslog.enqueue(severity, msgID, line[:len(line)-1])
+	}
+}
+
+// run writes queued records to the file, flushing whenever the queue runs empty, and
+// closes the file when the queue is closed and drained.
+func (l *Log) run() {
+	defer close(l.done)
+	if l.queue == nil {
+		return
+	}
+	reported := false
+	for line := range l.queue {
+		if l.abandon.Load() {
+			l.dropped.Add(1)
+			continue
+		}
+		if err := l.out.write(line); err != nil {
+			l.errs.Add(1)
+			if !reported { // one log line per failure streak, not one per record
+				l.log.Error("write event log", "err", err)
+				reported = true
+			}
+		} else {
+			l.written.Add(1)
+			reported = false
+		}
+		if len(l.queue) == 0 {
+			if err := l.out.flush(); err != nil {
+				l.errs.Add(1)
+				l.log.Error("flush event log", "err", err)
+			}
+		}
+	}
+	l.closeErr = l.out.close()
+}
+
+// Stats returns the log's counters.
+func (l *Log) Stats() Stats {
+	s := Stats{Written: l.written.Load(), Dropped: l.dropped.Load(), Errors: l.errs.Load()}
+	if l.syslog != nil {
+		s.SyslogSent, s.SyslogDropped, s.SyslogErrors = l.syslog.sent.Load(), l.syslog.dropped.Load(), l.syslog.errs.Load()
+	}
+	return s
+}
+
+// Close stops accepting records, writes what is queued (until ctx is done), and
+// closes the outputs. Records still queued when ctx ends are counted as dropped.
+func (l *Log) Close(ctx context.Context) error {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return ErrClosed
+	}
+	l.closed = true
+	if l.queue != nil {
+		close(l.queue)
+	}
+	l.mu.Unlock()
+
+	var errs []error
+	select {
+	case <-l.done:
+		if l.closeErr != nil {
+			errs = append(errs, l.closeErr)
+		}
+	case <-ctx.Done():
+		l.abandon.Store(true)
+		errs = append(errs, fmt.Errorf("eventlog: close: %w (records still queued are dropped)", ctx.Err()))
+	}
+	if l.syslog != nil {
+		if err := l.syslog.close(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
