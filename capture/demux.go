@@ -779,8 +779,9 @@ func (d *Demux) NoteDrops(n uint64) {
 	}
 }
 
-// Close finalizes every registered session (reason "shutdown"), counts pending flows
-// as probes and stops the Demux: later Handle calls are ignored and Register fails.
+// Close finalizes every registered session (reason "shutdown", or "fin"/"rst" for one
+// already in its linger), counts pending flows as probes and stops the Demux: later
+// Handle calls are ignored and Register fails.
 func (d *Demux) Close(now time.Time) {
 	d.mu.Lock()
 	if d.closed {
@@ -789,7 +790,11 @@ func (d *Demux) Close(now time.Time) {
 	}
 	d.advance(now)
 	for _, f := range d.flows {
-		d.finalize(f, ReasonShutdown)
+		reason := ReasonShutdown
+		if f.state == stateClosing {
+			reason = f.closeReason // it ended on packets; only the linger is cut short
+		}
+		d.finalize(f, reason)
 	}
 	clear(d.frags)
 	d.closed = true

@@ -279,8 +279,8 @@ func TestDemuxRegisterBeforePackets(t *testing.T) {
 	pkts := append(append(cv.handshake(), cv.exchange(1)...), cv.teardown()...)
 	feed(d, pkts...)
 	d.Close(cv.now)
-	got := wantParts(t, s, 1)
-	checkPart(t, got[0], "early", 1, true, ReasonShutdown)
+	got := wantParts(t, s, 1) // Close cuts the linger short; the session ended on FIN
+	checkPart(t, got[0], "early", 1, true, ReasonFIN)
 	samePackets(t, frames(t, got[0].PCAP), pkts)
 	if err := d.Register(cv.tuple(), "late"); !errors.Is(err, ErrClosed) {
 		t.Fatalf("register after close: %v", err)
