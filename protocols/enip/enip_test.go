@@ -762,9 +762,15 @@ func TestTsharkDissects(t *testing.T) {
 		"4c 04 91 05 4e6f546167 00 0100",
 		"52 02 2006 2401 0a0e 0800 0e03 2001 2401 3001 0100 0100",
 		"0a 02 2002 2401 0200 0600 0e00 0e03 2001 2401 3001 4c04 9105 4e6f546167 00 0100",
+		"55 03 206b 2500 0000 0200 0100 0200",
+		"54 02 2006 2401 0a0e 02000080 01000080 3412 4d00 78563412 01 000000 80841e00 f443 80841e00 f443 a3 03 010020022401",
 	} {
 		send(rr(handle, unhex(t, cip)))
 	}
+	fo, _ := ParseResponse(cipReply(t, msgs[len(msgs)-1]))
+	body := append([]byte{1, 0}, unhex(t, "4c 07 91 0b 4c696e65315f5370656564 00 0100")...)
+	send(AppendEncap(nil, Header{Command: CmdSendUnitData, Session: handle}, AppendRRData(nil,
+		Item{Type: ItemConnectedAddress, Data: fo.Data[:4]}, Item{Type: ItemConnectedData, Data: body})))
 	// One TCP stream, client port 50000, server 44818, sequence numbers consistent.
 	var pcap []byte
 	seq := [2]uint32{1000, 5000}
@@ -794,6 +800,7 @@ func TestTsharkDissects(t *testing.T) {
 	for _, want := range []string{
 		"Product Name: 1756-L73/B LOGIX5573", "Serial Number: 0x4a3b2c1d", "Communications",
 		"Path destination unknown", "Path segment error", "Embedded service error", "Line1_Speed",
+		"Forward Open (Response)", "Connected Data Item", "O->T Network Connection ID",
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("tshark output lacks %q", want)

@@ -287,7 +287,11 @@ type Request struct {
 // ParseRequest decodes a CIP request: service, path size in words, path, data.
 func ParseRequest(b []byte) (Request, error) {
 	if len(b) < 2 {
-		return Request{}, fmt.Errorf("%w: %d bytes", ErrRequest, len(b))
+		r := Request{}
+		if len(b) == 1 {
+			r.Service = b[0]
+		}
+		return r, fmt.Errorf("%w: %d bytes", ErrRequest, len(b))
 	}
 	n := int(b[1]) * 2
 	if len(b) < 2+n {
