@@ -364,7 +364,6 @@ type conn struct {
 type cipConn struct {
 	triad [8]byte
 	toID  uint32
-	size  int
 }
 
 // maxConnections bounds the CIP connections of the device (all TCP connections).
@@ -900,7 +899,7 @@ func (h *Handler) connectionManager(c *conn, r Request, p Path, ev *protocols.Ev
 		h.nextConnID += 0x0301
 		f.OTConnID = h.nextConnID
 		h.mu.Unlock()
-		c.cip[f.OTConnID] = &cipConn{triad: f.Triad, toID: f.TOConnID, size: f.OTSize}
+		c.cip[f.OTConnID] = &cipConn{triad: f.Triad, toID: f.TOConnID}
 		ev.Detail["connection_id"] = fmt.Sprintf("0x%08x", f.OTConnID)
 		return respond(CIPSuccess, nil, AppendForwardOpenReply(nil, f)), false
 	case svcForwardClose:

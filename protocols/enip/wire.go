@@ -13,11 +13,10 @@ import (
 
 // Sentinel errors of the codec.
 var (
-	ErrShort    = errors.New("enip: message too short")
-	ErrCPF      = errors.New("enip: malformed common packet format")
-	ErrPath     = errors.New("enip: malformed CIP path")
-	ErrRequest  = errors.New("enip: malformed CIP request")
-	ErrTooLarge = errors.New("enip: length beyond limit")
+	ErrShort   = errors.New("enip: message too short")
+	ErrCPF     = errors.New("enip: malformed common packet format")
+	ErrPath    = errors.New("enip: malformed CIP path")
+	ErrRequest = errors.New("enip: malformed CIP request")
 )
 
 // HeaderLen is the size of the encapsulation header.
