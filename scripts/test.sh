@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c
-PACKAGES=(tshark tcpdump mbpoll nmap python3-pymodbus snmp iproute2 ipmitool curl ftp tftp-hpa busybox)
+PACKAGES=(tshark tcpdump mbpoll nmap python3-pymodbus snmp iproute2 ipmitool curl ftp tftp-hpa busybox nodejs npm)
 
 log() { printf '== %s\n' "$*" >&2; }
 
@@ -30,6 +30,16 @@ if [ ${#missing[@]} -gt 0 ]; then
 	apt-get update -qq
 	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+
+# Real protocol clients from the npm registry (node-bacnet, ethernet-ip, st-ethernet-ip),
+# pinned by each client's package-lock.json.
+for d in protocols/*/testdata/nodeclient; do
+	[ -f "$d/package-lock.json" ] || continue
+	if [ ! -d "$d/node_modules" ] || [ "$d/package-lock.json" -nt "$d/node_modules" ]; then
+		log "npm ci in $d"
+		(cd "$d" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+	fi
+done
 
 cache="${XDG_CACHE_HOME:-$HOME/.cache}/pcapot/minio-$MINIO_VERSION"
 minio="$cache/minio"

@@ -71,3 +71,11 @@ func Python(t testing.TB) string {
 	}
 	return LookPath(t, "python3")
 }
+
+// Require skips (or fails under Strict) unless ok, naming what is missing.
+func Require(t testing.TB, ok bool, format string, args ...any) {
+	t.Helper()
+	if !ok {
+		missing(t, format, args...)
+	}
+}

@@ -650,9 +650,8 @@ func TestNodeBacnetClient(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(filepath.Join(dir, "node_modules", "node-bacnet")); err != nil {
-		t.Skipf("the node-bacnet client is not installed: run npm ci in %s", dir)
-	}
+	_, err = os.Stat(filepath.Join(dir, "node_modules", "node-bacnet"))
+	testenv.Require(t, err == nil, "the node-bacnet client is not installed: run npm ci in %s", dir)
 	srv := protocoltest.ServeUDP(t, "127.0.0.1:0", newHandler(t, nil))
 	// A free port for the client's socket.
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")

@@ -843,9 +843,8 @@ func nodeClient(t *testing.T, h *Handler, script string, args ...string) ([]byte
 		t.Fatal(err)
 	}
 	for _, m := range []string{"ethernet-ip", "st-ethernet-ip"} {
-		if _, err := os.Stat(filepath.Join(dir, "node_modules", m)); err != nil {
-			t.Skipf("the %s client is not installed: run npm ci in %s", m, dir)
-		}
+		_, err := os.Stat(filepath.Join(dir, "node_modules", m))
+		testenv.Require(t, err == nil, "the %s client is not installed: run npm ci in %s", m, dir)
 	}
 	srv := protocoltest.ServeTCP(t, "127.0.0.1:0", h)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

@@ -1046,9 +1046,8 @@ func startCapture(t *testing.T, port uint16) func() string {
 func TestRealClients(t *testing.T) {
 	nmap := testenv.LookPath(t, "nmap")
 	tshark := testenv.LookPath(t, "tshark")
-	if _, err := os.Stat("/usr/share/nmap/scripts/iec-identify.nse"); err != nil {
-		t.Skip("nmap has no iec-identify.nse")
-	}
+	_, err := os.Stat("/usr/share/nmap/scripts/iec-identify.nse")
+	testenv.Require(t, err == nil, "nmap has no iec-identify.nse")
 	_, srv := serve(t, NewConfig(), nil)
 	stop := startCapture(t, srv.Addr.Port())
 
