@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c
-PACKAGES=(tshark tcpdump mbpoll nmap python3-pymodbus snmp iproute2 ipmitool curl ftp tftp-hpa busybox nodejs npm)
+PACKAGES=(tshark tcpdump mbpoll nmap python3-pymodbus snmp iproute2 ipmitool curl ftp tftp-hpa busybox)
 
 log() { printf '== %s\n' "$*" >&2; }
 
@@ -24,6 +24,8 @@ missing=()
 for p in "${PACKAGES[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# The machine image ships Node.js and npm; fall back to Debian's only where they lack.
+command -v node >/dev/null && command -v npm >/dev/null || missing+=(nodejs npm)
 if [ ${#missing[@]} -gt 0 ]; then
 	log "installing Debian packages: ${missing[*]}"
 	export DEBIAN_FRONTEND=noninteractive
