@@ -50,6 +50,9 @@ func (s *Sensor) finish() {
 // complete builds the session's incident and submits pcap(s) and bundle for upload.
 func (s *Sensor) complete(sess *session) {
 	defer func() {
+		if sess.forget != nil {
+			sess.forget()
+		}
 		s.mu.Lock()
 		delete(s.sessions, sess.id)
 		ip := sess.tuple.Client.Addr()

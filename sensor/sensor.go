@@ -60,7 +60,13 @@ type service struct {
 	ln      net.Listener
 	pc      net.PacketConn
 	flowsMu sync.Mutex
-	flows   map[netip.AddrPort]*session
+	flows   map[flowKey]*session
+}
+
+// flowKey names one UDP flow of a service: the attacker and the sensor address it sent to.
+type flowKey struct {
+	remote netip.AddrPort
+	local  netip.Addr
 }
 
 // New prepares a sensor: it validates the configuration, loads the persona and the
@@ -178,7 +184,7 @@ func (s *Sensor) buildServices(specs []protocols.Spec) error {
 			ps = append(ps, Problem{Msg: fmt.Sprintf("persona %s: protocols.%s: %v", s.persona.Name, name, err)})
 			continue
 		}
-		svc := &service{spec: sp, port: ports[name], flows: map[netip.AddrPort]*session{}}
+		svc := &service{spec: sp, port: ports[name], flows: map[flowKey]*session{}}
 		switch sp.Transport {
 		case protocols.TCP:
 			sh, ok := h.(protocols.StreamHandler)
@@ -513,9 +519,10 @@ func (s *Sensor) acceptLoop(ctx context.Context, svc *service) {
 }
 
 func (s *Sensor) datagramLoop(ctx context.Context, svc *service) {
+	dst := newDstReader(svc.pc, s.listen)
 	buf := make([]byte, 65536)
 	for {
-		n, from, err := svc.pc.ReadFrom(buf)
+		n, from, local, err := dst.readFrom(buf)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
@@ -523,10 +530,14 @@ func (s *Sensor) datagramLoop(ctx context.Context, svc *service) {
 			continue
 		}
 		remote := addrPort(from)
+		if !local.IsValid() {
+			local = s.listen
+		}
+		key := flowKey{remote: remote, local: local.Unmap()}
 		svc.flowsMu.Lock()
-		sess := svc.flows[remote]
+		sess := svc.flows[key]
 		if sess != nil && sess.isFinished() {
-			delete(svc.flows, remote)
+			delete(svc.flows, key)
 			sess = nil
 		}
 		if sess == nil {
@@ -534,20 +545,27 @@ func (s *Sensor) datagramLoop(ctx context.Context, svc *service) {
 				svc.flowsMu.Unlock()
 				continue
 			}
-			local := netip.AddrPortFrom(s.listen, svc.port)
 			var ok bool
-			if sess, ok = s.open(svc.spec, capture.Tuple{Proto: 17, Client: remote, Server: local}); !ok {
+			t := capture.Tuple{Proto: capture.ProtoUDP, Client: remote, Server: netip.AddrPortFrom(local, svc.port)}
+			if sess, ok = s.open(svc.spec, t); !ok {
 				svc.flowsMu.Unlock()
 				continue
 			}
 			sess.handlerDone() // datagram handlers hold no goroutine per flow
-			svc.flows[remote] = sess
+			sess.forget = func() {
+				svc.flowsMu.Lock()
+				if svc.flows[key] == sess {
+					delete(svc.flows, key)
+				}
+				svc.flowsMu.Unlock()
+			}
+			svc.flows[key] = sess
 		}
 		svc.flowsMu.Unlock()
-		reply := func(b []byte) error {
-			_, err := svc.pc.WriteTo(b, from)
-			return err
+		if !sess.countDatagram(s.cfg.Limits.MaxDatagramsPerSe) {
+			continue // over the per-session cap: still captured, no longer answered
 		}
+		reply := func(b []byte) error { return dst.writeTo(b, from, local) }
 		if err := svc.dgram.ServeDatagram(ctx, sess, buf[:n], reply); err != nil {
 			sess.log.Debug("datagram handler", "err", err)
 		}

@@ -20,12 +20,15 @@ type session struct {
 	log     *slog.Logger
 
 	maxEvents int
+	// forget removes a UDP session from its service's flow table once it is complete.
+	forget func()
 
 	mu        sync.Mutex
 	events    []protocols.Event
 	dropped   int
 	parts     []*capture.Finished
-	finished  bool          // the capture engine emitted the last part
+	finished  bool // the capture engine emitted the last part
+	datagrams int
 	handlerOK chan struct{} // closed when the handler returned
 }
 
@@ -62,6 +65,14 @@ func (s *session) addPart(f *capture.Finished) bool {
 	defer s.mu.Unlock()
 	s.parts = append(s.parts, f)
 	return f.Last
+}
+
+// countDatagram counts one datagram and reports whether it is within max.
+func (s *session) countDatagram(max int) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.datagrams++
+	return s.datagrams <= max
 }
 
 func (s *session) markFinished() {
