@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/netip"
 	"sort"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -36,8 +37,8 @@ type Sensor struct {
 	store    incidents.Store
 	uploader *incidents.Uploader
 	demux    *capture.Demux
-	live     *capture.Live
-	iface    string
+	lives    []*capture.Live
+	ifaces   []string
 
 	finished *queue[*capture.Finished]
 
@@ -119,7 +120,7 @@ func New(ctx context.Context, cfg *Config, specs []protocols.Spec, logger *slog.
 	}
 	if err := s.openListeners(); err != nil {
 		s.closeListeners()
-		s.live.Close()
+		s.closeCapture()
 		return nil, err
 	}
 	return s, nil
@@ -225,44 +226,51 @@ func bootTime() time.Time {
 	return time.Now().Add(-time.Duration(3+time.Now().UnixNano()%11) * 24 * time.Hour).Add(-time.Duration(time.Now().UnixNano() % int64(24*time.Hour)))
 }
 
-func (s *Sensor) openCapture() error {
-	iface, loopback := s.cfg.Interface, false
-	if iface == "" {
+// captureIfaces resolves the capture interfaces: the configured comma-separated
+// list, else the one interface that carries the listen address.
+func (s *Sensor) captureIfaces() ([]string, map[string]bool, error) {
+	lo := map[string]bool{}
+	if s.cfg.Interface == "" {
 		if !s.listen.IsValid() || s.listen.IsUnspecified() {
-			return fmt.Errorf("listen %s covers every interface: name the capture interface with --iface", s.listen)
+			return nil, nil, fmt.Errorf("listen %s covers every interface: name the capture interface(s) with --iface (e.g. --iface eth0,eth1)", s.listen)
 		}
-		name, lo, err := capture.InterfaceFor(s.listen)
+		name, loopback, err := capture.InterfaceFor(s.listen)
 		if err != nil {
-			return fmt.Errorf("capture: no interface carries %s (%v): use --iface or a local --listen address", s.listen, err)
+			return nil, nil, fmt.Errorf("capture: no interface carries %s (%v): use --iface or a local --listen address", s.listen, err)
 		}
-		iface, loopback = name, lo
-	} else {
-		ifi, err := net.InterfaceByName(iface)
+		lo[name] = loopback
+		return []string{name}, lo, nil
+	}
+	var names []string
+	for _, name := range strings.Split(s.cfg.Interface, ",") {
+		name = strings.TrimSpace(name)
+		if name == "" {
+			continue
+		}
+		ifi, err := net.InterfaceByName(name)
 		if err != nil {
-			return fmt.Errorf("capture: interface %q: %v: name one listed by `ip link`", iface, err)
+			return nil, nil, fmt.Errorf("capture: interface %q: %v: name one listed by `ip link`", name, err)
 		}
-		loopback = ifi.Flags&net.FlagLoopback != 0
-	}
-	s.iface = iface
-	fc := capture.SensorFilterConfig{Loopback: loopback, Exclude: s.excluded()}
-	if !s.listen.IsUnspecified() {
-		fc.Addrs = []netip.Addr{s.listen}
-	}
-	for _, svc := range s.services {
-		if svc.spec.Transport == protocols.TCP {
-			fc.TCPPorts = append(fc.TCPPorts, svc.port)
-		} else {
-			fc.UDPPorts = append(fc.UDPPorts, svc.port)
+		if _, dup := lo[name]; dup {
+			continue
 		}
+		lo[name] = ifi.Flags&net.FlagLoopback != 0
+		names = append(names, name)
 	}
-	prog, expr, err := capture.SensorFilter(fc)
+	return names, lo, nil
+}
+
+// openCapture opens one TPACKET_V3 ring per capture interface, all feeding one demux.
+func (s *Sensor) openCapture() error {
+	names, loopback, err := s.captureIfaces()
 	if err != nil {
-		return fmt.Errorf("capture filter: %w", err)
+		return err
 	}
+	s.ifaces = names
 	c := s.cfg.Capture
 	s.demux = capture.NewDemux(capture.Config{
 		Format:          c.Format,
-		Interface:       iface,
+		Interface:       strings.Join(names, ","),
 		Linger:          c.Linger,
 		TCPIdle:         c.TCPIdle,
 		UDPIdle:         c.UDPIdle,
@@ -272,16 +280,51 @@ func (s *Sensor) openCapture() error {
 		MaxSessionBytes: c.MaxSessionSize,
 		MaxLifetime:     c.MaxLifetime,
 	}, s.log.With("component", "capture"), s.captured)
-	live, err := capture.OpenLive(capture.LiveConfig{Interface: iface, Filter: prog, NumBlocks: c.RingBlocks})
-	if err != nil {
-		if errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.EACCES) {
-			return fmt.Errorf("capture on %s: permission denied: run as root or grant the binary CAP_NET_RAW (setcap cap_net_raw,cap_net_bind_service+ep pcapot)", iface)
+	for _, name := range names {
+		fc := capture.SensorFilterConfig{Loopback: loopback[name], Exclude: s.excluded()}
+		if !s.listen.IsUnspecified() {
+			fc.Addrs = []netip.Addr{s.listen}
 		}
-		return fmt.Errorf("capture on %s: %w", iface, err)
+		for _, svc := range s.services {
+			if svc.spec.Transport == protocols.TCP {
+				fc.TCPPorts = append(fc.TCPPorts, svc.port)
+			} else {
+				fc.UDPPorts = append(fc.UDPPorts, svc.port)
+			}
+		}
+		prog, expr, err := capture.SensorFilter(fc)
+		if err != nil {
+			s.closeCapture()
+			return fmt.Errorf("capture filter: %w", err)
+		}
+		live, err := capture.OpenLive(capture.LiveConfig{Interface: name, Filter: prog, NumBlocks: c.RingBlocks})
+		if err != nil {
+			s.closeCapture()
+			if errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.EACCES) {
+				return fmt.Errorf("capture on %s: permission denied: run as root or grant the binary CAP_NET_RAW (setcap cap_net_raw,cap_net_bind_service+ep pcapot)", name)
+			}
+			return fmt.Errorf("capture on %s: %w", name, err)
+		}
+		s.lives = append(s.lives, live)
+		s.log.Debug("capture filter", "iface", name, "expr", expr)
 	}
-	s.live = live
-	s.log.Debug("capture filter", "iface", iface, "expr", expr)
 	return nil
+}
+
+func (s *Sensor) closeCapture() {
+	for _, l := range s.lives {
+		l.Close()
+	}
+}
+
+// kernelDrops sums the drop counters of every capture ring.
+func (s *Sensor) kernelDrops() uint64 {
+	var n uint64
+	for _, l := range s.lives {
+		_, d := l.Stats()
+		n += d
+	}
+	return n
 }
 
 // excluded lists endpoints whose traffic is never captured (the sensor's own uploads).
@@ -306,10 +349,16 @@ func (s *Sensor) openListeners() error {
 	for _, svc := range s.services {
 		addr := net.JoinHostPort(s.listen.String(), fmt.Sprint(svc.port))
 		var err error
+		// An IPv4 listen address binds IPv4 only; "::" is dual-stack (IPv4-mapped peers
+		// are recorded as IPv4).
+		suffix := ""
+		if s.listen.Is4() {
+			suffix = "4"
+		}
 		if svc.spec.Transport == protocols.TCP {
-			svc.ln, err = net.Listen("tcp", addr)
+			svc.ln, err = net.Listen("tcp"+suffix, addr)
 		} else {
-			svc.pc, err = net.ListenPacket("udp", addr)
+			svc.pc, err = net.ListenPacket("udp"+suffix, addr)
 		}
 		if err != nil {
 			if errors.Is(err, syscall.EACCES) {
@@ -353,8 +402,8 @@ func (s *Sensor) Addrs() []string {
 // SensorID is the id used in object keys.
 func (s *Sensor) SensorID() string { return s.state.SensorID }
 
-// Interface is the capture interface.
-func (s *Sensor) Interface() string { return s.iface }
+// Interfaces are the capture interfaces.
+func (s *Sensor) Interfaces() []string { return s.ifaces }
 
 // StoreLocation describes where incidents go.
 func (s *Sensor) StoreLocation() string {
@@ -372,8 +421,10 @@ func (s *Sensor) Run(ctx context.Context) error {
 
 	capCtx, stopCapture := context.WithCancel(context.Background())
 	defer stopCapture()
-	capDone := make(chan error, 1)
-	go func() { capDone <- s.live.Run(capCtx, s.demux.Handle) }()
+	capDone := make(chan error, len(s.lives))
+	for _, l := range s.lives {
+		go func() { capDone <- l.Run(capCtx, s.demux.Handle) }()
+	}
 
 	upCtx, stopUploads := context.WithCancel(context.Background())
 	upDone := make(chan struct{})
@@ -415,13 +466,17 @@ func (s *Sensor) Run(ctx context.Context) error {
 	time.Sleep(s.cfg.Capture.Linger + 200*time.Millisecond)
 	stopTick()
 	<-tickDone
-	if capErr == nil {
-		stopCapture()
+	stopCapture()
+	running := len(s.lives)
+	if capErr != nil {
+		running--
+	}
+	for ; running > 0; running-- {
 		if err := <-capDone; err != nil && !errors.Is(err, context.Canceled) {
 			s.log.Warn("capture reader", "err", err)
 		}
 	}
-	s.live.Close()
+	s.closeCapture()
 	s.demux.Close(time.Now())
 	s.reportProbes()
 	s.finished.close()
@@ -453,7 +508,7 @@ func (s *Sensor) tick(ctx context.Context) {
 				s.reportProbes()
 			}
 			if n%10 == 0 {
-				if _, drops := s.live.Stats(); drops > lastDrops {
+				if drops := s.kernelDrops(); drops > lastDrops {
 					s.demux.NoteDrops(drops - lastDrops)
 					s.log.Warn("kernel dropped packets; sessions live now are marked possibly incomplete", "drops", drops-lastDrops)
 					lastDrops = drops

@@ -123,7 +123,7 @@ func newConfigFlags(name string, withRun bool) *configFlags {
 	fs.StringVar(&f.s3Region, "s3-region", "", "S3 region")
 	if withRun {
 		fs.StringVar(&f.listen, "listen", "", "IP address the services bind to (default 127.0.0.1); IP:PORT also moves Modbus to PORT")
-		fs.StringVar(&f.iface, "iface", "", "capture interface (default: the one carrying --listen)")
+		fs.StringVar(&f.iface, "iface", "", "capture interface(s), comma-separated (default: the one carrying --listen)")
 		fs.StringVar(&f.person, "persona", "", "embedded persona name or persona YAML file")
 		fs.StringVar(&f.sensorID, "sensor-id", "", "sensor id in object keys (default: generated once)")
 		fs.StringVar(&f.format, "capture-format", "", "pcap or pcapng")
@@ -303,7 +303,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	for _, a := range s.Addrs() {
 		fmt.Fprintf(stdout, "  listening: %s\n", a)
 	}
-	fmt.Fprintf(stdout, "  capturing: %s\n  storing:   %s\n", s.Interface(), s.StoreLocation())
+	fmt.Fprintf(stdout, "  capturing: %s\n  storing:   %s\n", strings.Join(s.Interfaces(), ", "), s.StoreLocation())
 	return s.Run(ctx)
 }
 
