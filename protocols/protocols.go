@@ -44,6 +44,23 @@ type Session interface {
 	// Emit records one protocol operation. It never blocks for long; events beyond the
 	// per-session cap are counted and dropped.
 	Emit(Event)
+	// KeepFile keeps content the attacker transferred to the device (an FTP STOR, a
+	// TFTP WRQ...) as evidence: the sensor hashes it and stores it beside the
+	// session's pcap, under a key of its own choosing (never File.Name), and names it
+	// in the incident. Files beyond the per-session caps are counted and dropped.
+	KeepFile(File)
+}
+
+// File is content an attacker transferred to the emulated device.
+type File struct {
+	Time     time.Time
+	Protocol string
+	// Name is the name the attacker gave (attacker text: never a path on disk).
+	Name string
+	// Data is the content, up to the handler's cap; Truncated says it was cut there
+	// (the session's pcap still holds all of it).
+	Data      []byte
+	Truncated bool
 }
 
 // StreamHandler serves one accepted TCP connection until the peer closes it, an error

@@ -25,6 +25,7 @@ type Session struct {
 
 	mu     sync.Mutex
 	events []protocols.Event
+	files  []protocols.File
 }
 
 var _ protocols.Session = (*Session)(nil)
@@ -49,6 +50,21 @@ func (s *Session) Emit(e protocols.Event) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.events = append(s.events, e)
+}
+
+// KeepFile records f.
+func (s *Session) KeepFile(f protocols.File) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f.Data = append([]byte(nil), f.Data...)
+	s.files = append(s.files, f)
+}
+
+// Files returns the files kept so far.
+func (s *Session) Files() []protocols.File {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]protocols.File(nil), s.files...)
 }
 
 // Events returns a copy of the events recorded so far.
