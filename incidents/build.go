@@ -156,6 +156,34 @@ func (b *builder) build(s Sensor, sess Session, pcaps []PCAP, now time.Time) (*B
 		}
 		ics = append(ics, ICSPCAP{ArtifactRef: a.ID, Key: p.Key, Part: p.Part, SizeBytes: p.Size})
 	}
+	var files []ICSFile
+	for _, f := range sess.Files {
+		hashes := map[string]string{"SHA-256": f.SHA256}
+		a := &Artifact{SCOCommon: SCOCommon{Type: "artifact", SpecVersion: specVersion}, MimeType: FileMimeType, URL: f.URL, Hashes: hashes}
+		if a.ID, err = scoid.ID(a.Type, map[string]any{"hashes": hashes}); err != nil {
+			return nil, fmt.Errorf("incidents: artifact id: %w", err)
+		}
+		name, nameHex := text(f.Name)
+		fo := &FileSCO{SCOCommon: SCOCommon{Type: "file", SpecVersion: specVersion}, Name: name, Size: f.Size, Hashes: hashes, ContentRef: a.ID}
+		idProps := map[string]any{"hashes": hashes}
+		if name != "" {
+			idProps["name"] = name
+		}
+		if fo.ID, err = scoid.ID(fo.Type, idProps); err != nil {
+			return nil, fmt.Errorf("incidents: file id: %w", err)
+		}
+		for _, o := range []STIXObject{a, fo} {
+			if !slices.ContainsFunc(scos, func(x STIXObject) bool { return x.STIXID() == o.STIXID() }) {
+				scos = append(scos, o) // the same upload twice is one object
+			}
+		}
+		icf := ICSFile{FileRef: fo.ID, ArtifactRef: a.ID, Key: f.Key, NameHex: nameHex, SizeBytes: f.Size, Truncated: f.Truncated}
+		icf.Protocol, _ = text(f.Protocol)
+		if !f.Time.IsZero() {
+			icf.Time = obsTime(f.Time)
+		}
+		files = append(files, icf)
+	}
 	refs := make([]string, len(scos))
 	for i, o := range scos {
 		refs[i] = o.STIXID()
@@ -190,6 +218,7 @@ func (b *builder) build(s Sensor, sess Session, pcaps []PCAP, now time.Time) (*B
 			KernelDrops:           sess.Drops,
 			EventsDropped:         sess.EventsDropped,
 			PCAPs:                 ics,
+			Files:                 files,
 			Events:                events,
 		}},
 	}
@@ -511,6 +540,25 @@ func checkSession(sess *Session) ([]PCAP, error) {
 		}
 		if p.Size < 0 || p.Part < 0 {
 			return nil, bad("pcap part %d: negative size or part", p.Part)
+		}
+	}
+	for i, f := range sess.Files {
+		if k, err := parseKey(f.Key); err != nil || k.ext != "bin" {
+			return nil, bad("file %d: key %q is not a file key", i+1, f.Key)
+		}
+		if !validSHA256(f.SHA256) {
+			return nil, bad("file %d: SHA-256 %q is not 64 lowercase hex digits", i+1, f.SHA256)
+		}
+		if u, err := url.Parse(f.URL); err != nil || !u.IsAbs() {
+			return nil, bad("file %d: URL %q is not absolute", i+1, f.URL)
+		}
+		if f.Size < 0 {
+			return nil, bad("file %d: negative size", i+1)
+		}
+		if !f.Time.IsZero() {
+			if err := validTime(f.Time); err != nil {
+				return nil, bad("file %d time: %v", i+1, err)
+			}
 		}
 	}
 	slices.SortStableFunc(pcaps, func(a, b PCAP) int { return cmp.Compare(a.Part, b.Part) })

@@ -86,6 +86,19 @@ func PartKey(pcapKey string, n int) (string, error) {
 	return strings.TrimSuffix(pcapKey, ".pcap") + ".part" + strconv.Itoa(n) + ".pcap", nil
 }
 
+// FileKey returns the key of the n-th file (n >= 1) an attacker uploaded in the
+// session: "<session-uuid>.file<n>.bin" beside the pcap. Never the attacker's name.
+func FileKey(pcapKey string, n int) (string, error) {
+	k, err := parseKey(pcapKey)
+	if err != nil {
+		return "", err
+	}
+	if k.ext != "pcap" || k.part != 0 || n < 1 {
+		return "", fmt.Errorf("incidents: key %q, file %d: %w: want a first-part pcap key and n >= 1", pcapKey, n, ErrInvalid)
+	}
+	return strings.TrimSuffix(pcapKey, ".pcap") + ".file" + strconv.Itoa(n) + ".bin", nil
+}
+
 // ValidKey reports whether key is a key this package makes: a session's pcap (or pcap
 // part) or bundle key. Readers use it before fetching a key named in a stored bundle.
 func ValidKey(key string) error {
@@ -141,8 +154,15 @@ func parseKey(key string) (parsedKey, error) {
 			return bad("bad part number")
 		}
 		k.ext, k.part = "pcap", n
+	case strings.HasPrefix(name, ".file") && strings.HasSuffix(name, ".bin"):
+		digits := strings.TrimSuffix(strings.TrimPrefix(name, ".file"), ".bin")
+		n, err := strconv.Atoi(digits)
+		if err != nil || n < 1 || strconv.Itoa(n) != digits {
+			return bad("bad file number")
+		}
+		k.ext, k.part = "bin", n
 	default:
-		return bad("want .pcap, .part<n>.pcap or .json")
+		return bad("want .pcap, .part<n>.pcap, .file<n>.bin or .json")
 	}
 	return k, nil
 }

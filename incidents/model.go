@@ -72,12 +72,28 @@ type PCAP struct {
 	Part int
 }
 
+// File is content the attacker uploaded during the session, stored as evidence.
+type File struct {
+	// Key is the object key (see FileKey); URL where consumers fetch it.
+	Key, URL string
+	// SHA256 is the lowercase hex SHA-256 of the stored content.
+	SHA256 string
+	Size   int64
+	// Name is the name the attacker gave (attacker text); Protocol the emulator.
+	Name, Protocol string
+	Time           time.Time
+	// Truncated is set when the content was cut at the sensor's cap.
+	Truncated bool
+}
+
 // Media types of stored objects.
 const (
 	PCAPMimeType   = "application/vnd.tcpdump.pcap"
 	PCAPNGMimeType = "application/x-pcapng"
 	// BundleMimeType is the content type of stored bundles (the STIX media type).
 	BundleMimeType = "application/stix+json;version=2.1"
+	// FileMimeType is the content type of stored uploads: their type is unknown.
+	FileMimeType = "application/octet-stream"
 )
 
 // Session is one attacker session as the sensor closed it.
@@ -97,6 +113,8 @@ type Session struct {
 	ClientPackets, ServerPackets, ClientBytes, ServerBytes int64
 
 	PCAPs []PCAP
+	// Files are the attacker's uploads kept as evidence.
+	Files []File
 	// Filter is the exact 5-tuple BPF expression of the capture, FilterBytecode its
 	// compiled program as text, so an analyst can carve the same session elsewhere.
 	Filter, FilterBytecode string

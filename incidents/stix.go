@@ -143,6 +143,7 @@ type ICSSession struct {
 	KernelDrops           uint64     `json:"kernel_drops"`
 	EventsDropped         int        `json:"events_dropped"`
 	PCAPs                 []ICSPCAP  `json:"pcaps,omitempty"`
+	Files                 []ICSFile  `json:"files,omitempty"`
 	Events                []ICSEvent `json:"events,omitempty"`
 }
 
@@ -152,6 +153,18 @@ type ICSPCAP struct {
 	Key         string `json:"key"`
 	Part        int    `json:"part"`
 	SizeBytes   int64  `json:"size_bytes"`
+}
+
+// ICSFile names one stored upload of the session, its file and artifact objects.
+type ICSFile struct {
+	FileRef     string `json:"file_ref"`
+	ArtifactRef string `json:"artifact_ref"`
+	Key         string `json:"key"`
+	Protocol    string `json:"protocol,omitempty"`
+	NameHex     string `json:"name_hex,omitempty"`
+	Time        string `json:"time,omitempty"`
+	SizeBytes   int64  `json:"size_bytes"`
+	Truncated   bool   `json:"truncated"`
 }
 
 // ICSEvent is one protocol operation. String fields that were not valid UTF-8 are
@@ -204,6 +217,15 @@ type Artifact struct {
 	MimeType string            `json:"mime_type,omitempty"`
 	URL      string            `json:"url"`
 	Hashes   map[string]string `json:"hashes"`
+}
+
+// FileSCO is a STIX file SCO: an attacker's upload, its content in an artifact.
+type FileSCO struct {
+	SCOCommon
+	Name       string            `json:"name,omitempty"`
+	Size       int64             `json:"size"`
+	Hashes     map[string]string `json:"hashes"`
+	ContentRef string            `json:"content_ref"`
 }
 
 // Indicator is a STIX indicator SDO.

@@ -142,7 +142,27 @@ func sessions(t *testing.T) map[string]incidents.Session {
 	zoned.Server = netip.MustParseAddrPort("[fe80::2%eth0]:161")
 	zoned.PCAPs = nil
 
+	upload := modbus
+	upload.ID = "a9b8c7d6-e5f4-4a3b-9c2d-1e0f9a8b7c6d"
+	upload.Protocol, upload.Service = "ftp", "ftp"
+	upload.Server = netip.MustParseAddrPort("192.0.2.10:21")
+	upload.PCAPs = []incidents.PCAP{pcapFor(t, upload.ID, t0, 1, sha1Hex, 4096)}
+	pk, _, err := incidents.Keys(sensor.ID, t0, upload.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, name := range []string{"../../etc/passwd\x00<b>.bin", "firmware.bin"} {
+		key, err := incidents.FileKey(pk, i+1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum := []string{sha2Hex, sha1Hex}[i]
+		upload.Files = append(upload.Files, incidents.File{Key: key, URL: "https://s3.example/bucket/" + key, SHA256: sum,
+			Size: int64(100 * (i + 1)), Name: name, Protocol: "ftp", Time: t0.Add(time.Second), Truncated: i == 0})
+	}
+
 	return map[string]incidents.Session{
+		"ftp_upload":          upload,
 		"modbus_ipv4_tcp":     modbus,
 		"snmp_ipv6_udp_parts": snmp,
 		"hostile_strings":     hostile,
@@ -234,7 +254,7 @@ func scoIDs(b *incidents.Bundle) string {
 
 func TestGolden(t *testing.T) {
 	all := sessions(t)
-	for _, name := range []string{"modbus_ipv4_tcp", "snmp_ipv6_udp_parts", "hostile_strings", "bare_same_host"} {
+	for _, name := range []string{"modbus_ipv4_tcp", "snmp_ipv6_udp_parts", "hostile_strings", "bare_same_host", "ftp_upload"} {
 		t.Run(name, func(t *testing.T) {
 			got := build(t, name, all[name])
 			path := filepath.Join("testdata", name+".golden.json")
