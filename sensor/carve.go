@@ -92,7 +92,7 @@ func carveSession(ctx context.Context, store incidents.Store, sensor incidents.S
 			sp = protocols.Spec{Name: "udp", Transport: protocols.UDP}
 		}
 	}
-	rec, err := assemble(sensor, store, sp, t, ps[0].ID, ps, nil, 0)
+	rec, err := assemble(sensor, store, sp, t, ps[0].ID, recorded{parts: ps})
 	if err != nil {
 		return err
 	}
@@ -101,5 +101,5 @@ func carveSession(ctx context.Context, store incidents.Store, sensor incidents.S
 			return err
 		}
 	}
-	return store.Put(ctx, rec.bundleKey, rec.bundle, incidents.Meta{ContentType: bundleMime, SHA256: sha256hex(rec.bundle), Size: int64(len(rec.bundle))})
+	return store.Put(ctx, rec.bundleKey, rec.bundle, incidents.Meta{ContentType: incidents.BundleMimeType, SHA256: sha256hex(rec.bundle), Size: int64(len(rec.bundle))})
 }

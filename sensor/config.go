@@ -77,6 +77,9 @@ type LimitsConfig struct {
 	MaxEventsPerSess  int `yaml:"max_events_per_session"`
 	MaxUDPFlows       int `yaml:"max_udp_flows"`
 	MaxDatagramsPerSe int `yaml:"max_datagrams_per_session"`
+	// Uploads (FTP STOR, TFTP WRQ...) kept as evidence per session.
+	MaxFilesPerSess     int   `yaml:"max_files_per_session"`
+	MaxFileBytesPerSess int64 `yaml:"max_file_bytes_per_session"`
 }
 
 // LogConfig sets the process log.
@@ -164,7 +167,7 @@ func (c *Config) Validate() Problems {
 	default:
 		add("log.format %q: use text or json", c.Log.Format)
 	}
-	if c.Limits.MaxSessions <= 0 || c.Limits.MaxEventsPerSess <= 0 || c.Limits.MaxUDPFlows <= 0 {
+	if c.Limits.MaxSessions <= 0 || c.Limits.MaxEventsPerSess <= 0 || c.Limits.MaxUDPFlows <= 0 || c.Limits.MaxFilesPerSess < 0 || c.Limits.MaxFileBytesPerSess < 0 {
 		add("limits: max_sessions, max_events_per_session and max_udp_flows must be positive")
 	}
 	return ps

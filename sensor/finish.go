@@ -61,8 +61,8 @@ func (s *Sensor) complete(sess *session) {
 		}
 		s.mu.Unlock()
 	}()
-	events, dropped, parts := sess.snapshot()
-	rec, err := assemble(s.sensor, s.store, sess.spec, sess.tuple, sess.id, parts, events, dropped)
+	r := sess.snapshot()
+	rec, err := assemble(s.sensor, s.store, sess.spec, sess.tuple, sess.id, r)
 	if err != nil {
 		sess.log.Error("build incident", "err", err)
 		return
@@ -76,7 +76,7 @@ func (s *Sensor) complete(sess *session) {
 			break
 		}
 		if wait > time.Minute {
-			sess.log.Error("session LOST: its pcap and incident could not be spooled", "err", err, "pcap", rec.objects[0].Key)
+			sess.log.Error("session LOST: its pcap and incident could not be spooled", "err", err, "pcap", rec.session.PCAPs[0].Key)
 			return
 		}
 		sess.log.Warn("spool write failed; retrying", "err", err, "retry_in", wait)
@@ -85,7 +85,7 @@ func (s *Sensor) complete(sess *session) {
 	sess.log.Info("session end",
 		"remote", sess.tuple.Client.String(), "reason", is.Reason,
 		"packets", is.ClientPackets+is.ServerPackets, "bytes", is.ClientBytes+is.ServerBytes,
-		"events", len(events), "possibly_incomplete", is.PossiblyIncomplete, "pcap", rec.objects[0].Key)
+		"events", len(r.events), "files", len(r.files), "possibly_incomplete", is.PossiblyIncomplete, "pcap", rec.session.PCAPs[0].Key)
 }
 
 // record is one session ready for the store: pcap objects and the bundle naming them.
@@ -96,11 +96,10 @@ type record struct {
 	bundle    []byte
 }
 
-const bundleMime = "application/stix+json;version=2.1"
-
 // assemble joins a session's finished capture parts and its events into the objects to
 // store and the STIX bundle that names them.
-func assemble(sensor incidents.Sensor, store incidents.Store, spec protocols.Spec, t capture.Tuple, id string, parts []*capture.Finished, events []protocols.Event, dropped int) (*record, error) {
+func assemble(sensor incidents.Sensor, store incidents.Store, spec protocols.Spec, t capture.Tuple, id string, r recorded) (*record, error) {
+	parts := r.parts
 	first := parts[0]
 	start := first.Start
 	pcapKey, bundleKey, err := incidents.Keys(sensor.ID, start, id)
@@ -117,7 +116,7 @@ func assemble(sensor incidents.Sensor, store incidents.Store, spec protocols.Spe
 		Start:          start,
 		Filter:         first.Filter.Expr,
 		FilterBytecode: first.Filter.Bytecode(),
-		EventsDropped:  dropped,
+		EventsDropped:  r.eventsDropped + r.filesDropped,
 	}
 	rec := &record{bundleKey: bundleKey}
 	for _, p := range parts {
@@ -146,8 +145,22 @@ func assemble(sensor incidents.Sensor, store incidents.Store, spec protocols.Spe
 	if is.End.Before(is.Start) {
 		is.End = is.Start
 	}
-	for _, e := range events {
+	for _, e := range r.events {
 		is.Events = append(is.Events, toIncidentEvent(e))
+	}
+	for i, f := range r.files {
+		key, err := incidents.FileKey(pcapKey, i+1)
+		if err != nil {
+			return nil, err
+		}
+		sum := sha256hex(f.Data)
+		size := int64(len(f.Data))
+		is.Files = append(is.Files, incidents.File{
+			Key: key, URL: store.URL(key), SHA256: sum, Size: size, Name: f.Name, Protocol: f.Protocol,
+			Time: f.Time, Truncated: f.Truncated,
+		})
+		// Uploads are stored before the pcaps and the bundle that names them.
+		rec.objects = append([]incidents.Object{{Key: key, Body: f.Data, Meta: incidents.Meta{ContentType: incidents.FileMimeType, SHA256: sum, Size: size}}}, rec.objects...)
 	}
 	b, err := incidents.Build(sensor, is, time.Now())
 	if err != nil {

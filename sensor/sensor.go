@@ -646,6 +646,8 @@ func (s *Sensor) open(spec protocols.Spec, t capture.Tuple) (*session, bool) {
 		started:   time.Now(),
 		log:       s.log.With("session", id, "protocol", spec.Name),
 		maxEvents: s.cfg.Limits.MaxEventsPerSess,
+		maxFiles:  s.cfg.Limits.MaxFilesPerSess,
+		maxFileB:  s.cfg.Limits.MaxFileBytesPerSess,
 		handlerOK: make(chan struct{}),
 	}
 	s.sessions[id] = sess

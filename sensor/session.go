@@ -20,12 +20,17 @@ type session struct {
 	log     *slog.Logger
 
 	maxEvents int
+	maxFiles  int   // uploads kept per session
+	maxFileB  int64 // bytes of uploads kept per session
 	// forget removes a UDP session from its service's flow table once it is complete.
 	forget func()
 
 	mu        sync.Mutex
 	events    []protocols.Event
 	dropped   int
+	files     []protocols.File
+	fileBytes int64
+	filesLost int
 	parts     []*capture.Finished
 	finished  bool // the capture engine emitted the last part
 	datagrams int
@@ -54,6 +59,25 @@ func (s *session) Emit(e protocols.Event) {
 		return
 	}
 	s.events = append(s.events, e)
+}
+
+// KeepFile keeps an upload as evidence within the session's caps.
+func (s *session) KeepFile(f protocols.File) {
+	if f.Time.IsZero() {
+		f.Time = time.Now()
+	}
+	if f.Protocol == "" {
+		f.Protocol = s.spec.Name
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.files) >= s.maxFiles || s.fileBytes+int64(len(f.Data)) > s.maxFileB {
+		s.filesLost++
+		return
+	}
+	f.Data = append([]byte(nil), f.Data...)
+	s.fileBytes += int64(len(f.Data))
+	s.files = append(s.files, f)
 }
 
 // handlerDone marks the handler as returned; safe to call once.
@@ -87,9 +111,24 @@ func (s *session) isFinished() bool {
 	return s.finished
 }
 
-// snapshot returns the events and parts recorded so far.
-func (s *session) snapshot() ([]protocols.Event, int, []*capture.Finished) {
+// recorded is what a session recorded: its events, files and capture parts.
+type recorded struct {
+	events        []protocols.Event
+	eventsDropped int
+	files         []protocols.File
+	filesDropped  int
+	parts         []*capture.Finished
+}
+
+// snapshot returns what the session recorded so far.
+func (s *session) snapshot() recorded {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return append([]protocols.Event(nil), s.events...), s.dropped, append([]*capture.Finished(nil), s.parts...)
+	return recorded{
+		events:        append([]protocols.Event(nil), s.events...),
+		eventsDropped: s.dropped,
+		files:         append([]protocols.File(nil), s.files...),
+		filesDropped:  s.filesLost,
+		parts:         append([]*capture.Finished(nil), s.parts...),
+	}
 }
