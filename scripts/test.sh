@@ -73,6 +73,8 @@ export PCAPOT_INTEGRATION=1
 export PCAPOT_TEST_S3_ENDPOINT="127.0.0.1:$port"
 export PCAPOT_TEST_S3_ACCESS_KEY="$MINIO_ROOT_USER"
 export PCAPOT_TEST_S3_SECRET_KEY="$MINIO_ROOT_PASSWORD"
+# Fault tests start (and stop) MinIO servers of their own with this binary.
+export PCAPOT_TEST_MINIO_BIN="$minio"
 
 log "go vet"
 go vet ./...

@@ -79,3 +79,14 @@ func Require(t testing.TB, ok bool, format string, args ...any) {
 		missing(t, format, args...)
 	}
 }
+
+// MinIOBinary returns the MinIO server binary that fault tests start and stop
+// themselves (PCAPOT_TEST_MINIO_BIN, set by scripts/test.sh).
+func MinIOBinary(t testing.TB) string {
+	t.Helper()
+	p := os.Getenv("PCAPOT_TEST_MINIO_BIN")
+	if p == "" {
+		missing(t, "test needs a MinIO server binary (PCAPOT_TEST_MINIO_BIN)")
+	}
+	return p
+}
