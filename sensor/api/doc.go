@@ -24,50 +24,58 @@
 // # date_added: strictly increasing, never behind a cursor
 //
 // Clients poll with added_after = the X-TAXII-Date-Added-Last of their previous page
-// (Elastic between intervals, and any client paging without `next`). That neither
-// skips nor repeats an object exactly when, within a collection,
+// (Elastic between intervals, any client paging without `next`), or with added_after =
+// the time of their previous run by their own clock (OpenCTI). Neither skips nor repeats
+// an object exactly when, within a collection,
 //
 //  1. every object has a date_added distinct from every other (ties at equal
 //     timestamps are the classic loss: a page ending in the middle of a tie skips the
-//     rest of it), and
+//     rest of it);
 //  2. an object that becomes visible later never gets a date_added lower than or equal
-//     to one already served.
+//     to one already served (header cursors); and
+//  3. an object is visible to every request that arrives after its date_added (clock
+//     cursors: a run that started at R and saw nothing at date_added <= R must not find
+//     such an object later).
 //
-// The store has no insertion counter, and any number of sensors write into one
-// bucket, so date_added is derived from what the store does have, the modification
-// time of each bundle (S3 LastModified, file mtime), as follows.
+// The store has no insertion counter, and any number of sensors write into one bucket,
+// so date_added is derived from what the store does have, the modification time of
+// each bundle (S3 LastModified, file mtime), and a visibility delay D
+// (Config.VisibilityDelay, default 10 s) that bounds how long after its modification
+// time a bundle becomes listable (an S3 object's LastModified is the start of its
+// upload, a file's mtime its last write before the rename that publishes it).
 //
-//   - Bundles are indexed in a fixed total order: by modification time, then by key
-//     (keys are unique), and the objects of a bundle in bundle order.
+//   - Bundles are indexed in a fixed total order: by mtime, then by key (keys are
+//     unique); the objects of a bundle in bundle order.
 //   - Walking that order, each object kept in a collection gets
-//     date_added = max(bundle mtime, date_added of the previous object + 1 µs),
-//     rounded to whole microseconds (TAXII timestamps have microsecond precision).
-//     date_added is therefore strictly increasing (rule 1), also for thousands of
-//     objects written in the same microsecond: they take the following microseconds.
-//   - Visibility delay (Config.VisibilityDelay, default 10 s). A refresh samples the
-//     clock at t, then lists the store, and indexes only bundles whose mtime is older
-//     than t - delay; younger ones wait for a later refresh. Since a bundle becomes
-//     listable within the delay after its mtime (an S3 object's LastModified is the
-//     start of its upload, a file's mtime is its last write before the rename that
-//     publishes it), every bundle older than t - delay is already in the listing. So
-//     the bundles indexed by later refreshes all sort after the ones indexed now, and
-//     the walk only ever appends: an object added later gets a date_added above every
-//     date_added already served (rule 2).
-//   - The result depends only on the bucket's content, not on when or how often a
-//     server refreshed: any number of server instances over one bucket, and a server
-//     rebuilding its index after a restart, give every object the same date_added.
-//     A client may switch instances between pages.
-//   - A late bundle (listed only after its mtime fell behind an earlier refresh's
-//     t - delay: an upload slower than the delay, or a writer whose clock is off by more
-//     than the delay) is not placed at its mtime, which could be behind a client's
-//     cursor, but at that earlier refresh's t - delay and after everything indexed so
-//     far; this instance therefore still serves it after every cursor it handed out.
-//     That placement is the one thing not derived from the bucket alone: another
-//     instance, or this one after a restart, places the bundle at its mtime. Late
-//     bundles are counted (Server.Stats) and logged with advice to raise the delay.
-//   - A bundle deleted from the store disappears from the collections; other objects
-//     keep their date_added in this instance. A rebuilt index may move objects that
-//     took the microseconds after the deleted ones back by that many microseconds.
+//     date_added = max(mtime + D, date_added of the previous object + 1 µs), in whole
+//     microseconds (TAXII timestamps have microsecond precision). So date_added is
+//     strictly increasing (rule 1), also for thousands of objects written in the same
+//     microsecond: they take the following microseconds.
+//   - A refresh samples the clock at t, then lists the store, and indexes exactly the
+//     bundles with mtime + D < t. Every such bundle is in the listing (it became
+//     listable before t), so a later refresh only finds bundles with mtime + D >= t,
+//     which sort after everything indexed: the walk only ever appends (rule 2).
+//   - A new query (a request without `next`) refreshes the index before it is
+//     answered, so every object with date_added before the request's arrival is
+//     indexed and served to it (rule 3; this is why date_added is mtime + D, the time the
+//     bundle becomes visible, and not mtime). Follow-up pages (with `next`) continue on
+//     an index at most Config.RefreshInterval old.
+//   - The result depends only on the bucket's content and D, not on when or how often
+//     a server refreshed: any number of server instances over one bucket (with one D),
+//     and a server rebuilding its index after a restart, give every object the same
+//     date_added, so a client may switch instances between pages.
+//   - A late bundle (listed only after a refresh at t already passed its mtime + D: an
+//     upload slower than D, or a writer whose clock is off by more than D) is placed at
+//     the refresh that finds it, date_added >= that refresh's t, after everything
+//     indexed so far, so that this instance still serves it after every cursor it handed
+//     out. That placement is the one thing not derived from the bucket alone: another
+//     instance, or this one after a restart, places the bundle at its mtime + D. Late
+//     bundles are counted (Server.Stats) and logged with advice to raise D.
+//   - A bundle deleted from the store disappears from the collections (an object that
+//     other bundles also hold stays, served from them, with its date_added); other
+//     objects keep their date_added in this instance. A rebuilt index may move objects
+//     that took the microseconds after deleted ones back by that many microseconds.
+//   - Clock cursors also need the client's clock to agree with the server's (NTP).
 //
 // # Pagination
 //

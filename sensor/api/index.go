@@ -196,7 +196,8 @@ type IndexStats struct {
 	// the package documentation); Skipped counts bundles or objects that could not be
 	// indexed (not a STIX bundle, bad SHA-256, malformed object).
 	Late, Skipped int
-	// Horizon is the sealed bound: bundles older than it are indexed.
+	// Horizon is the time of the last successful refresh: every bundle whose
+	// modification time plus the visibility delay is before it is indexed.
 	Horizon time.Time
 	// LastRefresh is when the last successful refresh started.
 	LastRefresh time.Time
@@ -244,24 +245,22 @@ var errTransient = errors.New("store unavailable")
 
 type fetched struct {
 	ref  bundleRef
-	eff  time.Time // mtime, or the previous horizon for a late bundle
+	eff  time.Time // mtime + delay, or the refresh time for a late bundle
 	late bool
 	objs []parsedObject
 }
 
-// refresh indexes the bundles that became old enough. It samples the clock before
-// listing (see the package documentation for why).
+// refresh indexes the bundles that became old enough: those whose mtime + delay is
+// before now. now must be sampled before the call (see the package documentation).
 func (x *index) refresh(ctx context.Context, now time.Time) error {
 	x.refreshMu.Lock()
 	defer x.refreshMu.Unlock()
 	x.mu.RLock()
-	done := x.built && !x.lastTry.Before(now)
+	done := x.built && !x.lastRefresh.Before(now)
 	x.mu.RUnlock()
 	if done { // refreshed by another caller while this one waited
 		return nil
 	}
-	bound := now.Add(-x.delay)
-
 	list, err := x.store.List(ctx, "")
 	if err != nil {
 		x.mu.Lock()
@@ -281,12 +280,13 @@ func (x *index) refresh(ctx context.Context, now time.Time) error {
 		if _, ok := x.known[o.Key]; ok || x.bad[o.Key] {
 			continue
 		}
-		if !o.Modified.Before(bound) {
+		base := o.Modified.Add(x.delay)
+		if !base.Before(now) {
 			continue // not sealed yet
 		}
-		f := fetched{ref: bundleRef{key: o.Key, mtime: o.Modified}, eff: o.Modified}
-		if x.built && o.Modified.Before(horizon) {
-			f.late, f.eff = true, horizon
+		f := fetched{ref: bundleRef{key: o.Key, mtime: o.Modified}, eff: base}
+		if x.built && base.Before(horizon) {
+			f.late, f.eff = true, now
 		}
 		todo = append(todo, f)
 	}
@@ -379,7 +379,7 @@ func (x *index) refresh(ctx context.Context, now time.Time) error {
 		x.known[f.ref.key] = bi
 		if f.late {
 			x.late++
-			x.log.Warn("TAXII index: bundle appeared after its time was sealed; served after everything indexed so far. Raise the API visibility delay if this repeats",
+			x.log.Warn("TAXII index: bundle listed later than its modification time plus the visibility delay; served after everything indexed so far. Raise the API visibility delay if this repeats",
 				"key", f.ref.key, "modified", f.ref.mtime, "sealed_until", horizon, "delay", x.delay)
 		}
 		floor := f.eff.UnixMicro()
@@ -396,8 +396,8 @@ func (x *index) refresh(ctx context.Context, now time.Time) error {
 			}
 		}
 	}
-	if bound.After(x.horizon) {
-		x.horizon = bound
+	if now.After(x.horizon) {
+		x.horizon = now
 	}
 	x.built = true
 	x.lastRefresh, x.lastTry = now, now

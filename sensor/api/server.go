@@ -66,10 +66,10 @@ type Config struct {
 	// NextTTL bounds the age of next tokens; 0 means no expiry (tokens carry no
 	// privilege beyond the principal's own, which is re-checked on every use).
 	NextTTL time.Duration
-	// VisibilityDelay is how old a bundle must be before it is served (see the package
-	// documentation); default 10 s. RefreshInterval is the minimum time between two
-	// listings of the store (default 5 s); a request refreshes the index when it is
-	// older.
+	// VisibilityDelay is how long after its modification time a bundle is served (see
+	// the package documentation); default 10 s. Every server over one bucket must use
+	// the same delay. RefreshInterval is how old the index may be for a follow-up page
+	// (default 5 s); a new query always lists the store first.
 	VisibilityDelay, RefreshInterval time.Duration
 	// PageSize is the page size when a request has no limit (default 100);
 	// MaxPageSize caps limit (default 1000).
@@ -198,28 +198,27 @@ func (s *Server) Refresh(ctx context.Context) error {
 // Stats describes the index.
 func (s *Server) Stats() IndexStats { return s.idx.stats() }
 
-// ensureFresh refreshes the index when it is older than the refresh interval. A
-// failed refresh keeps serving the last index (and retries after the interval); only
-// a server that never indexed answers with an error.
-func (s *Server) ensureFresh(ctx context.Context) error {
+// ensureFresh brings the index up to date for a request. A new query (no next token)
+// needs an index sampled after the request arrived, so that every object whose
+// date_added is before the request is indexed (clients that poll with added_after
+// taken from their own clock rely on it); it fails when the store cannot be listed.
+// A follow-up page (next token) continues the query on an index at most
+// RefreshInterval old, and keeps serving the last index if the store fails.
+func (s *Server) ensureFresh(ctx context.Context, newQuery bool) error {
 	now := s.cfg.Now()
 	s.idx.mu.RLock()
 	built, last := s.idx.built, s.idx.lastTry
 	s.idx.mu.RUnlock()
-	if built && now.Sub(last) < s.cfg.RefreshInterval {
-		return nil
-	}
-	if built {
-		// Do not queue behind a refresh in progress: serve what is sealed.
-		if !s.idx.refreshMu.TryLock() {
-			return nil
+	if !newQuery && built {
+		if now.Sub(last) < s.cfg.RefreshInterval || !s.idx.refreshMu.TryLock() {
+			return nil // recent enough, or being refreshed: serve what is sealed
 		}
 		s.idx.refreshMu.Unlock()
 	}
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), refreshTimeout)
 	defer cancel()
 	if err := s.idx.refresh(rctx, now); err != nil {
-		if built {
+		if built && !newQuery {
 			s.log.Warn("TAXII index refresh failed; serving the last index", "err", err)
 			return nil
 		}

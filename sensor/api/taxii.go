@@ -56,7 +56,7 @@ func (s *Server) serveFiltered(w http.ResponseWriter, r *http.Request, rt route,
 	limit = min(limit, s.cfg.MaxPageSize)
 	q.Limit = limit
 
-	if err := s.ensureFresh(r.Context()); err != nil {
+	if err := s.ensureFresh(r.Context(), pos == nil); err != nil {
 		w.Header().Set("Retry-After", "5")
 		s.fail(w, http.StatusServiceUnavailable, "Store unavailable", "The object store cannot be read; try again later.")
 		s.log.Error("TAXII index unavailable", "err", err)
