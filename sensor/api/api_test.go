@@ -478,7 +478,9 @@ func TestListenAndServeTLS(t *testing.T) {
 	addr := freeAddr(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- srv.ListenAndServe(ctx, ListenConfig{Addr: addr, CertFile: certFile, KeyFile: keyFile}) }()
+	go func() {
+		done <- srv.ListenAndServe(ctx, ListenConfig{Addr: addr, CertFile: certFile, KeyFile: keyFile})
+	}()
 	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
 	var resp *http.Response
 	for i := 0; ; i++ {
