@@ -13,6 +13,7 @@ package protocols
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -112,8 +113,41 @@ type Env struct {
 	Now func() time.Time
 }
 
+// WithDefaults returns e with the fields a handler may not get filled in: Now is
+// time.Now, Boot is Now() (the device booted when the handler was built) and Logger
+// discards. Identity is left alone: what a missing one means is the protocol's call.
+func (e Env) WithDefaults() Env {
+	if e.Now == nil {
+		e.Now = time.Now
+	}
+	if e.Boot.IsZero() {
+		e.Boot = e.Now()
+	}
+	if e.Logger == nil {
+		e.Logger = slog.New(slog.DiscardHandler)
+	}
+	return e
+}
+
 // ErrConfig wraps configuration errors returned by Spec.New.
 var ErrConfig = errors.New("protocol configuration")
+
+// NewFunc adapts a protocol's constructor to Spec.New: cfg must be the *C that
+// Spec.NewConfig returned (decoded); anything else is an ErrConfig error naming proto.
+// A failed constructor yields a nil handler, not a typed nil.
+func NewFunc[C, H any](proto string, newHandler func(Env, *C) (H, error)) func(Env, any) (any, error) {
+	return func(env Env, cfg any) (any, error) {
+		c, ok := cfg.(*C)
+		if !ok {
+			return nil, fmt.Errorf("%w: %s: config is %T, want %T", ErrConfig, proto, cfg, c)
+		}
+		h, err := newHandler(env, c)
+		if err != nil {
+			return nil, err
+		}
+		return h, nil
+	}
+}
 
 // Event is one protocol operation of a session, typed so that the event log (ECS) and
 // the STIX ICS extension carry it without parsing. Fields that do not apply stay zero.
