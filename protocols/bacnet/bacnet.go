@@ -29,13 +29,7 @@ func Spec() protocols.Spec {
 		Port:      47808,
 		Service:   "bacnet",
 		NewConfig: func() any { return NewConfig() },
-		New: func(env protocols.Env, cfg any) (any, error) {
-			c, ok := cfg.(*Config)
-			if !ok {
-				return nil, fmt.Errorf("bacnet: config is %T, want *bacnet.Config: %w", cfg, protocols.ErrConfig)
-			}
-			return New(env, c)
-		},
+		New:       protocols.NewFunc("bacnet", New),
 	}
 }
 
@@ -214,12 +208,7 @@ func New(env protocols.Env, cfg *Config) (*Handler, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("bacnet: %w: %w", protocols.ErrConfig, err)
 	}
-	if env.Now == nil {
-		env.Now = time.Now
-	}
-	if env.Logger == nil {
-		env.Logger = slog.New(slog.DiscardHandler)
-	}
+	env = env.WithDefaults()
 	h := &Handler{cfg: *cfg, env: env, log: env.Logger, id: env.Identity, byID: map[uint32]*object{}}
 	if cfg.DeviceInstance != nil {
 		h.instance = *cfg.DeviceInstance

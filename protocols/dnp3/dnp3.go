@@ -10,11 +10,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
-	"os"
 	"strconv"
-	"syscall"
 	"time"
 
 	"github.com/pcapot/pcapot/protocols"
@@ -30,13 +27,7 @@ func Spec() protocols.Spec {
 		Port:      20000,
 		Service:   "dnp",
 		NewConfig: func() any { return NewConfig() },
-		New: func(env protocols.Env, cfg any) (any, error) {
-			c, ok := cfg.(*Config)
-			if !ok {
-				return nil, fmt.Errorf("%w: dnp3: config is %T, want *dnp3.Config", protocols.ErrConfig, cfg)
-			}
-			return New(env, c)
-		},
+		New:       protocols.NewFunc(protoName, New),
 	}
 }
 
@@ -285,9 +276,7 @@ func New(env protocols.Env, cfg *Config) (*Handler, error) {
 	if env.Logger == nil {
 		return nil, fmt.Errorf("%w: dnp3: env has no logger", protocols.ErrConfig)
 	}
-	if env.Now == nil {
-		env.Now = time.Now
-	}
+	env = env.WithDefaults()
 	if env.Identity == nil {
 		env.Identity = &protocols.Identity{}
 	}
@@ -388,14 +377,10 @@ func (h *Handler) ServeStream(ctx context.Context, s protocols.Session, nc net.C
 	}
 }
 
-// peerGone maps a normal end of the TCP session (EOF, reset, closed, timeout, the
+// peerGone maps a normal end of the TCP session (protocols.PeerGone, or the
 // outstation's own close) to nil.
 func peerGone(err error) error {
-	var ne net.Error
-	switch {
-	case err == nil, errors.Is(err, errClose), errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed),
-		errors.Is(err, io.ErrClosedPipe), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE),
-		errors.Is(err, os.ErrDeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+	if errors.Is(err, errClose) || protocols.PeerGone(err) {
 		return nil
 	}
 	return err

@@ -12,15 +12,12 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
-	"io"
 	"log/slog"
 	"net"
 	"net/netip"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/pcapot/pcapot/protocols"
@@ -32,8 +29,8 @@ import (
 func Specs() []protocols.Spec {
 	sh := &sharedDevice{}
 	return []protocols.Spec{
-		{Name: "enip", Transport: protocols.TCP, Port: 44818, Service: "EtherNet-IP-2", NewConfig: sh.config, New: sh.handler},
-		{Name: "enip-udp", Transport: protocols.UDP, Port: 44818, Service: "EtherNet-IP-2", NewConfig: sh.config, New: sh.handler},
+		{Name: "enip", Transport: protocols.TCP, Port: 44818, Service: "EtherNet-IP-2", NewConfig: sh.config, New: protocols.NewFunc("enip", sh.handler)},
+		{Name: "enip-udp", Transport: protocols.UDP, Port: 44818, Service: "EtherNet-IP-2", NewConfig: sh.config, New: protocols.NewFunc("enip", sh.handler)},
 	}
 }
 
@@ -53,11 +50,7 @@ func (s *sharedDevice) config() any {
 	return s.cfg
 }
 
-func (s *sharedDevice) handler(env protocols.Env, cfg any) (any, error) {
-	c, ok := cfg.(*Config)
-	if !ok {
-		return nil, fmt.Errorf("enip: config is %T, want *enip.Config: %w", cfg, protocols.ErrConfig)
-	}
+func (s *sharedDevice) handler(env protocols.Env, c *Config) (*Handler, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.h != nil {
@@ -254,15 +247,7 @@ func New(env protocols.Env, cfg *Config) (*Handler, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("enip: %w: %w", protocols.ErrConfig, err)
 	}
-	if env.Now == nil {
-		env.Now = time.Now
-	}
-	if env.Logger == nil {
-		env.Logger = slog.New(slog.DiscardHandler)
-	}
-	if env.Boot.IsZero() {
-		env.Boot = env.Now()
-	}
+	env = env.WithDefaults()
 	id := env.Identity
 	h := &Handler{cfg: *cfg, env: env, log: env.Logger, hostname: id.Hostname, tags: map[string]*tag{}}
 	rev := cfg.Revision
@@ -453,7 +438,7 @@ func (h *Handler) ServeStream(ctx context.Context, s protocols.Session, nc net.C
 			received += n
 			continue
 		}
-		if err == nil || peerGone(err) {
+		if err == nil || protocols.PeerGone(err) {
 			return nil
 		}
 		return fmt.Errorf("enip: read: %w", err)
@@ -470,14 +455,9 @@ func (h *Handler) write(nc net.Conn, b []byte) error {
 	return nil
 }
 
-func peerGone(err error) bool {
-	return errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || errors.Is(err, os.ErrDeadlineExceeded) ||
-		errors.Is(err, io.ErrClosedPipe) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
-}
-
 // quiet maps errors that only mean the peer is gone to nil.
 func quiet(err error) error {
-	if err == nil || peerGone(err) {
+	if protocols.PeerGone(err) {
 		return nil
 	}
 	return err

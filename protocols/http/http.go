@@ -21,7 +21,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/pcapot/pcapot/protocols"
@@ -35,13 +34,7 @@ func Spec() protocols.Spec {
 		Port:      80,
 		Service:   "http",
 		NewConfig: func() any { return NewConfig() },
-		New: func(env protocols.Env, cfg any) (any, error) {
-			c, ok := cfg.(*Config)
-			if !ok {
-				return nil, fmt.Errorf("http: %w: config is %T, want *http.Config", protocols.ErrConfig, cfg)
-			}
-			return New(env, c)
-		},
+		New:       protocols.NewFunc("http", New),
 	}
 }
 
@@ -242,6 +235,7 @@ func New(env protocols.Env, cfg *Config) (*Handler, error) {
 	if env.Identity == nil {
 		return nil, fmt.Errorf("http: %w: no device identity", protocols.ErrConfig)
 	}
+	env = env.WithDefaults()
 	h := &Handler{
 		cfg:   *cfg,
 		lim:   Limits{MaxHeaderBytes: cfg.MaxHeaderBytes, MaxURIBytes: cfg.MaxURIBytes, MaxHeaders: cfg.MaxHeaders},
@@ -250,12 +244,6 @@ func New(env protocols.Env, cfg *Config) (*Handler, error) {
 		now:   env.Now,
 		paths: map[string][]*page{},
 		errs:  map[int]*content{},
-	}
-	if h.now == nil {
-		h.now = time.Now
-	}
-	if h.boot.IsZero() {
-		h.boot = h.now()
 	}
 	if err := h.compile(); err != nil {
 		return nil, fmt.Errorf("http: %w: %w", protocols.ErrConfig, err)
@@ -502,7 +490,7 @@ func (h *Handler) ServeStream(ctx context.Context, s protocols.Session, nc net.C
 	for n := 1; ; n++ {
 		keep, err := c.serveOne(n >= h.cfg.MaxRequests)
 		if err != nil {
-			if quiet(err) || ctx.Err() != nil {
+			if protocols.PeerGone(err) || ctx.Err() != nil {
 				return nil
 			}
 			return fmt.Errorf("http: %w", err)
@@ -539,14 +527,6 @@ func (c *conn) lingerClose() {
 			return
 		}
 	}
-}
-
-// quiet reports whether err is a normal end of a session.
-func quiet(err error) bool {
-	var ne net.Error
-	return errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || errors.Is(err, os.ErrDeadlineExceeded) ||
-		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) ||
-		(errors.As(err, &ne) && ne.Timeout())
 }
 
 // conn is the state of one connection.

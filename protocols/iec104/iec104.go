@@ -18,7 +18,6 @@ import (
 	"slices"
 	"strconv"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/pcapot/pcapot/protocols"
@@ -34,13 +33,7 @@ func Spec() protocols.Spec {
 		Port:      2404,
 		Service:   "iec-104",
 		NewConfig: func() any { return NewConfig() },
-		New: func(env protocols.Env, cfg any) (any, error) {
-			c, ok := cfg.(*Config)
-			if !ok {
-				return nil, fmt.Errorf("%w: iec104: config is %T, want *iec104.Config", protocols.ErrConfig, cfg)
-			}
-			return New(env, c)
-		},
+		New:       protocols.NewFunc(protoName, New),
 	}
 }
 
@@ -307,12 +300,10 @@ func New(env protocols.Env, cfg *Config) (*Handler, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if env.Now == nil {
-		env.Now = time.Now
-	}
 	if env.Logger == nil {
 		return nil, fmt.Errorf("%w: iec104: env has no logger", protocols.ErrConfig)
 	}
+	env = env.WithDefaults()
 	c := *cfg
 	return &Handler{env: env, cfg: c, dev: newDevice(&c, env)}, nil
 }
@@ -547,22 +538,10 @@ func (h *Handler) ServeStream(ctx context.Context, s protocols.Session, nc net.C
 	}
 }
 
-// end turns a station-side close into a normal session end.
+// end maps a normal session end (protocols.PeerGone, or the station's own close) to
+// nil and returns other errors unchanged.
 func (c *conn) end(err error) error {
-	if errors.Is(err, errClose) {
-		return nil
-	}
-	return peerGone(err)
-}
-
-// peerGone maps the ways a peer ends a TCP session (EOF, reset, broken pipe, closed,
-// timeout) to nil and returns other errors unchanged.
-func peerGone(err error) error {
-	var ne net.Error
-	switch {
-	case err == nil, errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed), errors.Is(err, io.ErrClosedPipe),
-		errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE),
-		errors.Is(err, os.ErrDeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+	if errors.Is(err, errClose) || protocols.PeerGone(err) {
 		return nil
 	}
 	return err

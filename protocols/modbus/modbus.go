@@ -11,15 +11,12 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
-	"io"
 	"math"
 	"net"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/pcapot/pcapot/protocols"
@@ -33,17 +30,7 @@ func Spec() protocols.Spec {
 		Port:      502,
 		Service:   "mbap",
 		NewConfig: func() any { return NewConfig() },
-		New: func(env protocols.Env, cfg any) (any, error) {
-			c, ok := cfg.(*Config)
-			if !ok {
-				return nil, fmt.Errorf("modbus: config is %T, want *modbus.Config: %w", cfg, protocols.ErrConfig)
-			}
-			h, err := New(env, c)
-			if err != nil {
-				return nil, err
-			}
-			return h, nil
-		},
+		New:       protocols.NewFunc("modbus", New),
 	}
 }
 
@@ -233,12 +220,7 @@ func New(env protocols.Env, cfg *Config) (*Handler, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("modbus: %w: %w", protocols.ErrConfig, err)
 	}
-	if env.Now == nil {
-		env.Now = time.Now
-	}
-	if env.Boot.IsZero() {
-		env.Boot = env.Now()
-	}
+	env = env.WithDefaults()
 	h := &Handler{cfg: *cfg, env: env}
 	for _, u := range cfg.UnitIDs {
 		h.units[u] = true
@@ -381,7 +363,7 @@ func (h *Handler) ServeStream(ctx context.Context, s protocols.Session, conn net
 			deadline = partial.Add(h.cfg.IdleTimeout)
 		}
 		if err := conn.SetReadDeadline(deadline); err != nil {
-			if peerGone(err) {
+			if protocols.PeerGone(err) {
 				return nil // net.Pipe refuses deadlines once the peer closed
 			}
 			return fmt.Errorf("modbus: set read deadline: %w", err)
@@ -400,7 +382,7 @@ func (h *Handler) ServeStream(ctx context.Context, s protocols.Session, conn net
 			received += n
 			continue // a read that returns data and an error returns the error again
 		}
-		if err == nil || peerGone(err) {
+		if err == nil || protocols.PeerGone(err) {
 			// A zero-byte read without an error is treated as a closed peer rather
 			// than read again.
 			return nil
@@ -416,9 +398,9 @@ const (
 	flushLen      = 4096
 )
 
-// quiet maps errPeerGone to nil.
+// quiet maps a write error that only means the peer is gone to nil.
 func quiet(err error) error {
-	if errors.Is(err, errPeerGone) {
+	if protocols.PeerGone(err) {
 		return nil
 	}
 	return err
@@ -431,31 +413,12 @@ func (h *Handler) flush(conn net.Conn, out []byte) error {
 		return nil
 	}
 	if err := conn.SetWriteDeadline(time.Now().Add(h.cfg.IdleTimeout)); err != nil {
-		if peerGone(err) {
-			return errPeerGone
-		}
 		return fmt.Errorf("modbus: set write deadline: %w", err)
 	}
 	if _, err := conn.Write(out); err != nil {
-		if peerGone(err) {
-			return errPeerGone
-		}
 		return fmt.Errorf("modbus: write: %w", err)
 	}
 	return nil
-}
-
-// errPeerGone ends a session whose peer cannot be written to any more; ServeStream
-// returns nil for it.
-var errPeerGone = errors.New("modbus: peer gone")
-
-// peerGone reports whether err means the peer closed, reset or stalled the
-// connection: the normal end of a session, not an error.
-func peerGone(err error) bool {
-	var ne net.Error
-	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrClosedPipe) || errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, net.ErrClosed) ||
-		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) ||
-		(errors.As(err, &ne) && ne.Timeout())
 }
 
 // malformed records a frame that is not a request; field is the offending header

@@ -13,12 +13,10 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/pcapot/pcapot/protocols"
@@ -35,13 +33,7 @@ func Spec() protocols.Spec {
 		Port:      102,
 		Service:   "iso-tsap",
 		NewConfig: func() any { return NewConfig() },
-		New: func(env protocols.Env, cfg any) (any, error) {
-			c, ok := cfg.(*Config)
-			if !ok {
-				return nil, fmt.Errorf("%w: s7comm: config is %T, want *s7comm.Config", protocols.ErrConfig, cfg)
-			}
-			return New(env, c)
-		},
+		New:       protocols.NewFunc("s7comm", New),
 	}
 }
 
@@ -225,16 +217,11 @@ func New(env protocols.Env, cfg *Config) (*Handler, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
+	env = env.WithDefaults()
 	h := &Handler{cfg: *cfg, now: env.Now, boot: env.Boot}
 	h.cfg.Slots = slices.Clone(cfg.Slots)
 	if env.Identity != nil {
 		h.id = *env.Identity
-	}
-	if h.now == nil {
-		h.now = time.Now
-	}
-	if h.boot.IsZero() {
-		h.boot = h.now()
 	}
 	h.dev = newDevice(&h.cfg, h.boot)
 	return h, nil
@@ -355,10 +342,7 @@ func (h *Handler) ServeStream(ctx context.Context, s protocols.Session, conn net
 	}
 	err := c.serve()
 	// The peer hanging up, resetting or going silent ends a session normally.
-	if err == nil || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
-		errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, net.ErrClosed) ||
-		errors.Is(err, io.ErrClosedPipe) || errors.Is(err, syscall.ECONNRESET) ||
-		errors.Is(err, syscall.EPIPE) || ctx.Err() != nil {
+	if err == nil || protocols.PeerGone(err) || ctx.Err() != nil {
 		return nil
 	}
 	return fmt.Errorf("s7comm: %w", err)

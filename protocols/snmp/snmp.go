@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
-	"log/slog"
 	"math"
 	"net/netip"
 	"slices"
@@ -33,13 +32,7 @@ func Spec() protocols.Spec {
 		Port:      161,
 		Service:   "snmp",
 		NewConfig: func() any { return NewConfig() },
-		New: func(env protocols.Env, cfg any) (any, error) {
-			c, ok := cfg.(*Config)
-			if !ok {
-				return nil, fmt.Errorf("%w: snmp: config is %T, want *snmp.Config", protocols.ErrConfig, cfg)
-			}
-			return New(env, c)
-		},
+		New:       protocols.NewFunc("snmp", New),
 	}
 }
 
@@ -277,28 +270,17 @@ func New(env protocols.Env, cfg *Config) (*Handler, error) {
 	if err := validateIdentity(env.Identity); err != nil {
 		return nil, err
 	}
-	now := env.Now
-	if now == nil {
-		now = time.Now
-	}
-	boot := env.Boot
-	if boot.IsZero() {
-		boot = now()
-	}
-	log := env.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	env = env.WithDefaults()
 	c := *cfg
 	c.Interfaces = append([]Interface(nil), cfg.Interfaces...)
 	id := *env.Identity
 	id.MAC = append([]byte(nil), env.Identity.MAC...)
-	dev := newDevice(c, id, boot)
+	dev := newDevice(c, id, env.Boot)
 	m, err := newMIB(dev)
 	if err != nil {
 		return nil, err
 	}
-	h := &Handler{cfg: c, now: now, dev: dev, mib: m}
+	h := &Handler{cfg: c, now: env.Now, dev: dev, mib: m}
 	if c.SNMPv3 {
 		if h.engineID, h.engineBoots, err = engine(&c, &id); err != nil {
 			return nil, err
@@ -307,7 +289,7 @@ func New(env protocols.Env, cfg *Config) (*Handler, error) {
 	if c.RateLimit > 0 {
 		h.limits = newLimiter(c.RateLimit, c.RateBurst)
 	}
-	log.Debug("snmp agent ready", "objects", len(m.objects), "interfaces", len(c.Interfaces),
+	env.Logger.Debug("snmp agent ready", "objects", len(m.objects), "interfaces", len(c.Interfaces),
 		"write_community", c.WriteCommunity != "")
 	return h, nil
 }
