@@ -280,3 +280,26 @@ func TestNetkitFtp(t *testing.T) {
 		})
 	}
 }
+
+// TestNmap checks what nmap's version detection and FTP scripts make of the server:
+// the banner is recognised as a VxWorks ftpd, and the bounce check fails.
+func TestNmap(t *testing.T) {
+	nmap := testenv.LookPath(t, "nmap")
+	srv := serveReal(t, func(c *Config) { c.Anonymous = true })
+	out, _ := run(t, "", false, nmap, "-n", "-Pn", "-sV", "--version-light", "-p", strconv.Itoa(int(srv.Addr.Port())),
+		"--script", "ftp-anon,ftp-syst,ftp-bounce", "--script-args", "ftp-bounce.checkhost=192.0.2.1", "127.0.0.1")
+	t.Logf("nmap:\n%s", out)
+	for _, want := range []string{"ftp     VxWorks ftpd 5.5.1", "ftp-anon: Anonymous FTP login allowed (FTP code 230)", "SYST: Version: VxWorks",
+		"[ftp-bounce] PORT response: 500 Illegal PORT command."} {
+		if !strings.Contains(out, want) {
+			t.Errorf("nmap output lacks %q", want)
+		}
+	}
+	if strings.Contains(out, "bounce working") {
+		t.Errorf("nmap reports a working FTP bounce")
+	}
+	evs := events(t, srv, hasOp("port", nil))
+	if !hasOp("port", func(e protocols.Event) bool { return e.Detail["bounce"] == "true" && e.Exception == 500 })(evs) {
+		t.Errorf("no bounce event: %+v", evs)
+	}
+}

@@ -117,43 +117,47 @@ func (c *session) serve() error {
 		}
 		c.commands++
 		ev := protocols.Event{Time: c.h.env.Now(), Protocol: "ftp", Unit: -1, Detail: map[string]string{}}
-		var code int
-		var done bool
+		var r result
 		if tooLong {
 			ev.Op = "malformed_command"
 			ev.Detail["reason"] = "line_too_long"
-			code, err = 500, c.reply(500, "Command line too long.")
+			r = result{code: 500, text: "Command line too long."}
 		} else {
-			code, done, err = c.command(line, &ev)
+			r = c.command(line, &ev)
 		}
-		ev.Code = code
-		if code >= 400 {
-			ev.Exception = code
-		}
+		// The event is recorded before the final reply, when the operation is done.
 		if ev.Op != "" {
+			ev.Code = r.code
+			if r.code >= 400 {
+				ev.Exception = r.code
+			}
 			c.s.Emit(ev)
 		}
-		if err != nil {
-			return quiet(err)
+		if r.err == nil && r.code != 0 {
+			r.err = c.reply(r.code, r.text)
 		}
-		if done {
+		if r.err != nil {
+			return quiet(r.err)
+		}
+		if r.done {
 			return nil
 		}
 	}
 }
 
-// command answers one command line; it fills ev and returns the final reply code and
-// whether the session ends.
-func (c *session) command(line []byte, ev *protocols.Event) (code int, done bool, err error) {
+// command answers one command line and fills ev; the final reply is written by
+// the caller.
+func (c *session) command(line []byte, ev *protocols.Event) result {
 	verb, arg, perr := ParseCommand(line)
 	switch {
 	case errors.Is(perr, ErrEmptyLine):
-		return 0, false, nil // blank lines are ignored
+		return result{} // blank lines are ignored
 	case perr != nil:
 		ev.Op = "malformed_command"
+		line = bytes.TrimRight(line, "\r")
 		ev.Data = bytes.Clone(line[:min(len(line), maxArgDetail)])
 		ev.Detail["reason"] = "verb"
-		return 500, false, c.reply(500, msgUnknown)
+		return result{code: 500, text: msgUnknown}
 	}
 	ev.Op = verbOps[verb]
 	if ev.Op == "" {
@@ -165,28 +169,18 @@ func (c *session) command(line []byte, ev *protocols.Event) (code int, done bool
 	}
 	if c.account == nil && !preLogin[verb] {
 		if verbOps[verb] == "" {
-			return 500, false, c.reply(500, msgUnknown)
+			return result{code: 500, text: msgUnknown}
 		}
-		return 530, false, c.reply(530, msgNotLoggedIn)
+		return result{code: 530, text: msgNotLoggedIn}
 	}
 	if verb != "RNTO" && verb != "RNFR" {
 		c.renameFrom = ""
 	}
-	if verb != "REST" && !isTransfer(verb) {
-		defer func() { c.rest = 0 }()
-	}
-	r := c.dispatch(verb, arg, ev)
-	if r.code == 0 {
-		return 0, r.done, r.err
-	}
-	if err := c.reply(r.code, r.text); err != nil {
-		return r.code, true, err
-	}
-	return r.code, r.done, r.err
+	return c.dispatch(verb, arg, ev)
 }
 
-// result is what a command answers: the final reply (code 0 when the command wrote
-// it already), whether the session ends, and an I/O error.
+// result is what a command answers: the final reply (code 0 for none), whether the
+// session ends, and an I/O error (the session ends without a final reply).
 type result struct {
 	code int
 	text string
