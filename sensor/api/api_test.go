@@ -10,6 +10,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"math/big"
 	"net"
 	"net/http"
@@ -21,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pcapot/pcapot/incidents"
 	"github.com/pcapot/pcapot/sensor/metrics"
 )
 
@@ -547,5 +549,72 @@ func TestLoadOrCreateKey(t *testing.T) {
 	}
 	if _, err := LoadOrCreateKey(filepath.Join(path, "x")); err == nil {
 		t.Error("key below a file accepted")
+	}
+}
+
+// flakyStore is the real folder store with an outage switch (fault injection).
+type flakyStore struct {
+	*incidents.FolderStore
+	down atomic.Bool
+}
+
+var errOutage = errors.New("injected outage")
+
+func (f *flakyStore) List(ctx context.Context, prefix string) ([]incidents.ObjectInfo, error) {
+	if f.down.Load() {
+		return nil, errOutage
+	}
+	return f.FolderStore.List(ctx, prefix)
+}
+
+func (f *flakyStore) Get(ctx context.Context, key string) ([]byte, incidents.Meta, error) {
+	if f.down.Load() {
+		return nil, incidents.Meta{}, errOutage
+	}
+	return f.FolderStore.Get(ctx, key)
+}
+
+func TestStoreOutage(t *testing.T) {
+	st := &flakyStore{FolderStore: folderStore(t)}
+	e := newEnv(t, st, Config{RefreshInterval: time.Millisecond, CacheBytes: 1 << 20})
+	writeSession(t, context.Background(), st, newSensor("plant-a-01"), 1)
+	waitIndexed(t, e.srv, 1)
+	c := newClient(t)
+	objects := e.collURL(IncidentsCollectionID) + "objects/"
+	// The manifest needs no object content: a follow-up page is answered from the
+	// index while the store is down.
+	_, body := c.get(e.collURL(IncidentsCollectionID)+"manifest/", url.Values{"limit": {"2"}})
+	next := str(decode(t, body)["next"])
+	st.down.Store(true)
+	time.Sleep(5 * time.Millisecond)
+	resp, body := c.get(objects, nil)
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" || decode(t, body)["title"] == nil {
+		t.Errorf("new query during an outage: %d %s", resp.StatusCode, body)
+	}
+	if resp, body := c.get(e.collURL(IncidentsCollectionID)+"manifest/", url.Values{"next": {next}}); resp.StatusCode != 200 {
+		t.Errorf("follow-up page during an outage: %d %s", resp.StatusCode, body)
+	}
+	st.down.Store(false)
+	if resp, body := c.get(objects, nil); resp.StatusCode != 200 {
+		t.Errorf("after the outage: %d %s", resp.StatusCode, body)
+	}
+}
+
+func TestBrokenBundleSkipped(t *testing.T) {
+	st := folderStore(t)
+	e := newEnv(t, st, Config{})
+	ctx := context.Background()
+	_, key := writeSession(t, ctx, st, newSensor("plant-a-01"), 1)
+	broken := strings.Replace(key, key[len(key)-41:len(key)-5], "0f0e0d0c-0b0a-4909-8807-060504030201", 1)
+	if err := st.Put(ctx, broken, []byte(`{"type":"not-a-bundle"}`), incidents.Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	waitIndexed(t, e.srv, 1)
+	time.Sleep(testDelay)
+	if resp, body := newClient(t).get(e.collURL(IncidentsCollectionID)+"objects/", nil); resp.StatusCode != 200 || len(decode(t, body)["objects"].([]any)) == 0 {
+		t.Errorf("objects with a broken bundle in the store: %d %s", resp.StatusCode, body)
+	}
+	if s := e.srv.Stats(); s.Skipped != 1 || s.Bundles != 1 {
+		t.Errorf("stats = %+v, want 1 bundle indexed and 1 skipped", s)
 	}
 }

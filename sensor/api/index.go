@@ -208,6 +208,7 @@ type IndexStats struct {
 type index struct {
 	store incidents.Store
 	delay time.Duration
+	now   func() time.Time
 	log   *slog.Logger
 	cache *bundleCache
 
@@ -226,8 +227,8 @@ type index struct {
 	skipped     int
 }
 
-func newIndex(store incidents.Store, delay time.Duration, cacheBytes int64, log *slog.Logger) *index {
-	x := &index{store: store, delay: delay, log: log, cache: newBundleCache(cacheBytes),
+func newIndex(store incidents.Store, delay time.Duration, cacheBytes int64, now func() time.Time, log *slog.Logger) *index {
+	x := &index{store: store, delay: delay, now: now, log: log, cache: newBundleCache(cacheBytes),
 		known: map[string]int32{}, bad: map[string]bool{}}
 	for i := range x.cols {
 		x.cols[i] = newCollection()
@@ -251,16 +252,19 @@ type fetched struct {
 }
 
 // refresh indexes the bundles that became old enough: those whose mtime + delay is
-// before now. now must be sampled before the call (see the package documentation).
-func (x *index) refresh(ctx context.Context, now time.Time) error {
+// before the time sampled when the refresh starts, after the lock and before the
+// listing (see the package documentation). A refresh that started after `since` (a
+// caller's arrival) already did the work, and a caller that waited for it returns.
+func (x *index) refresh(ctx context.Context, since time.Time) error {
 	x.refreshMu.Lock()
 	defer x.refreshMu.Unlock()
 	x.mu.RLock()
-	done := x.built && !x.lastRefresh.Before(now)
+	done := x.built && !x.lastRefresh.Before(since)
 	x.mu.RUnlock()
-	if done { // refreshed by another caller while this one waited
+	if done {
 		return nil
 	}
+	now := x.now()
 	list, err := x.store.List(ctx, "")
 	if err != nil {
 		x.mu.Lock()

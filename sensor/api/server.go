@@ -167,7 +167,7 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 		}
 		s.tokens = append(s.tokens, sha256.Sum256([]byte(t)))
 	}
-	s.idx = newIndex(cfg.Store, cfg.VisibilityDelay, cfg.CacheBytes, s.log)
+	s.idx = newIndex(cfg.Store, cfg.VisibilityDelay, cfg.CacheBytes, cfg.Now, s.log)
 	return s, nil
 }
 
