@@ -283,7 +283,7 @@ func TestNDJSONTailECSTypes(t *testing.T) {
 			want(t, rec, "related.ip", []any{"203.0.113.7", "192.0.2.10"})
 			want(t, rec, "pcapot.session_id", testSess.ID)
 			want(t, rec, "pcapot.service", "mbap")
-			want(t, rec, "event.created", "2026-03-14T09:27:00Z")
+			want(t, rec, "event.created", "2026-03-14T09:27:00.000000Z")
 		})
 	}
 	t.Run("session start", func(t *testing.T) {

@@ -205,8 +205,10 @@ func newBuilder(o Observer, now func() time.Time) builder {
 	return builder{obs: of, sensor: o.SensorID, now: now}
 }
 
-// ts formats a record time: UTC RFC 3339 with nanoseconds, trailing zeros dropped.
-func ts(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
+// ts formats a record time: UTC RFC 3339 with exactly six fraction digits
+// (microseconds, the precision of pcap and TAXII timestamps), a fixed width that
+// every SIEM's time parser accepts.
+func ts(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000000Z") }
 
 // newEventID returns a random UUIDv4, unique per record (event.id).
 func newEventID() string {

@@ -15,7 +15,7 @@ import (
 
 // SyslogConfig configures the syslog output: RFC 5424 messages whose MSG is the ECS
 // record (JSON, no BOM), sent over UDP (one message per datagram, RFC 5426), TCP or TLS
-// (octet-counting framing, RFC 6587 / RFC 5425).
+// (octet-counting framing, RFC 6587 / RFC 5425, or LF framing).
 type SyslogConfig struct {
 	// Network is "udp", "tcp" or "tls"; Address is host:port.
 	Network, Address string
@@ -26,6 +26,11 @@ type SyslogConfig struct {
 	Facility int
 	// AppName defaults to "pcapot", Hostname to the machine's host name.
 	AppName, Hostname string
+	// NewlineFraming frames TCP/TLS messages with a trailing LF (RFC 6587
+	// non-transparent framing) instead of octet counting, for receivers that split a
+	// stream on newlines (Splunk's raw TCP input). Records are single-line JSON, so the
+	// LF is unambiguous.
+	NewlineFraming bool
 	// QueueSize bounds the messages waiting to be sent (default 4096).
 	QueueSize int
 	// DialTimeout and WriteTimeout default to 5 s.
@@ -169,7 +174,11 @@ func (s *syslogSink) send(m []byte) error {
 		return fmt.Errorf("message of %d bytes does not fit a UDP datagram", len(m))
 	}
 	frame := m
-	if s.cfg.Network != "udp" { // octet counting: "MSG-LEN SP SYSLOG-MSG"
+	switch {
+	case s.cfg.Network == "udp":
+	case s.cfg.NewlineFraming:
+		frame = append(m[:len(m):len(m)], '\n')
+	default: // octet counting: "MSG-LEN SP SYSLOG-MSG"
 		frame = append([]byte(strconv.Itoa(len(m))+" "), m...)
 	}
 	for attempt := 0; attempt < 2; attempt++ {

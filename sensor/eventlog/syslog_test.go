@@ -110,11 +110,19 @@ func TestSyslogUDP(t *testing.T) {
 	}
 }
 
-// readFrames reads n octet-counted frames ("LEN SP MSG") from r.
-func readFrames(t *testing.T, r *bufio.Reader, n int) []syslogMsg {
+// readFrames reads n octet-counted frames ("LEN SP MSG") from r, or n lines when lf.
+func readFrames(t *testing.T, r *bufio.Reader, n int, lf bool) []syslogMsg {
 	t.Helper()
 	var out []syslogMsg
 	for len(out) < n {
+		if lf {
+			line, err := r.ReadBytes('\n')
+			if err != nil {
+				t.Fatalf("line %d: %v", len(out)+1, err)
+			}
+			out = append(out, parseSyslog(t, line[:len(line)-1]))
+			continue
+		}
 		lenStr, err := r.ReadString(' ')
 		if err != nil {
 			t.Fatalf("frame %d length: %v", len(out)+1, err)
@@ -132,7 +140,7 @@ func readFrames(t *testing.T, r *bufio.Reader, n int) []syslogMsg {
 	return out
 }
 
-func serveFrames(t *testing.T, ln net.Listener, n int) <-chan []syslogMsg {
+func serveFrames(t *testing.T, ln net.Listener, n int, lf bool) <-chan []syslogMsg {
 	t.Helper()
 	ch := make(chan []syslogMsg, 1)
 	go func() {
@@ -144,7 +152,7 @@ func serveFrames(t *testing.T, ln net.Listener, n int) <-chan []syslogMsg {
 		}
 		defer c.Close()
 		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
-		ch <- readFrames(t, bufio.NewReader(c), n)
+		ch <- readFrames(t, bufio.NewReader(c), n, lf)
 	}()
 	return ch
 }
@@ -185,21 +193,23 @@ func TestSyslogStream(t *testing.T) {
 		network string
 		listen  func() (net.Listener, error)
 		tls     *tls.Config
+		lf      bool
 	}{
-		{"tcp", func() (net.Listener, error) { return net.Listen("tcp", "127.0.0.1:0") }, nil},
+		{"tcp", func() (net.Listener, error) { return net.Listen("tcp", "127.0.0.1:0") }, nil, false},
+		{"tcp", func() (net.Listener, error) { return net.Listen("tcp", "127.0.0.1:0") }, nil, true},
 		{"tls", func() (net.Listener, error) {
 			return tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
-		}, &tls.Config{RootCAs: pool}},
+		}, &tls.Config{RootCAs: pool}, false},
 	}
 	for _, tc := range tests {
-		t.Run(tc.network, func(t *testing.T) {
+		t.Run(fmt.Sprintf("%s lf=%v", tc.network, tc.lf), func(t *testing.T) {
 			ln, err := tc.listen()
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer ln.Close()
-			got := serveFrames(t, ln, 3)
-			l := logThree(t, SyslogConfig{Network: tc.network, Address: ln.Addr().String(), TLS: tc.tls, Facility: 19, Hostname: "hp 1"})
+			got := serveFrames(t, ln, 3, tc.lf)
+			l := logThree(t, SyslogConfig{Network: tc.network, Address: ln.Addr().String(), TLS: tc.tls, NewlineFraming: tc.lf, Facility: 19, Hostname: "hp 1"})
 			select {
 			case msgs := <-got:
 				if len(msgs) == 3 {
