@@ -21,6 +21,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -86,6 +87,9 @@ type Metrics struct {
 	spoolSubmits *prometheus.CounterVec
 	taxii        *prometheus.CounterVec
 	taxiiTime    *prometheus.HistogramVec
+
+	handlerOnce sync.Once
+	handler     http.Handler
 
 	capture  atomic.Pointer[func() CaptureStats]
 	uploads  atomic.Pointer[func() UploadStats]
@@ -278,19 +282,22 @@ func storeFn[T any](p *atomic.Pointer[func() T], fn func() T) {
 }
 
 // Handler serves the registry in the Prometheus exposition formats, at most four
-// scrapes at a time, each within 10 s.
+// scrapes at a time, each within 10 s. Every call returns the same handler.
 func (m *Metrics) Handler() http.Handler {
 	if m == nil {
 		return http.NotFoundHandler()
 	}
-	h := promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{
-		ErrorLog:            promLogger{m.log},
-		ErrorHandling:       promhttp.ContinueOnError,
-		Registry:            m.reg,
-		MaxRequestsInFlight: 4,
-		Timeout:             10 * time.Second,
+	m.handlerOnce.Do(func() {
+		h := promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{
+			ErrorLog:            promLogger{m.log},
+			ErrorHandling:       promhttp.ContinueOnError,
+			Registry:            m.reg,
+			MaxRequestsInFlight: 4,
+			Timeout:             10 * time.Second,
+		})
+		m.handler = promhttp.InstrumentMetricHandler(m.reg, h)
 	})
-	return promhttp.InstrumentMetricHandler(m.reg, h)
+	return m.handler
 }
 
 // promLogger adapts slog to promhttp's error logger.

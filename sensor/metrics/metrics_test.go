@@ -11,6 +11,9 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"github.com/pcapot/pcapot/incidents"
+	"github.com/pcapot/pcapot/sensor/eventlog"
 )
 
 // scrape fetches the handler's output as a real Prometheus server would (text format)
@@ -217,3 +220,10 @@ func TestNilMetrics(t *testing.T) {
 		t.Errorf("nil Metrics handler answered %d, want 404", rec.Code)
 	}
 }
+
+// The sensor converts the uploader's and the event log's counters with a plain type
+// conversion: these fail to compile when the field lists drift apart.
+var (
+	_ = UploadStats(incidents.UploadStats{})
+	_ = EventLogStats(eventlog.Stats{})
+)
