@@ -598,21 +598,5 @@ func (ss *session) transport(f LinkFrame, bcast bool) error {
 
 // send segments an application fragment into link frames to the master.
 func (ss *session) send(frag []byte) {
-	first := true
-	for first || len(frag) > 0 {
-		k := min(MaxSegment, len(frag))
-		hdr := ss.txSeq & 0x3F
-		if first {
-			hdr |= tpFIR
-		}
-		if k == len(frag) {
-			hdr |= tpFIN
-		}
-		seg := make([]byte, 0, 1+k)
-		seg = append(append(seg, hdr), frag[:k]...)
-		ss.out = AppendLinkFrame(ss.out, ctrlPRM|LinkUnconfirmedData, ss.master, ss.cfg.Address, seg)
-		ss.txSeq = (ss.txSeq + 1) & 0x3F
-		frag = frag[k:]
-		first = false
-	}
+	ss.out, ss.txSeq = AppendSegments(ss.out, ctrlPRM|LinkUnconfirmedData, ss.master, ss.cfg.Address, ss.txSeq, frag)
 }

@@ -1,16 +1,12 @@
 package dnp3
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"io"
 	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,15 +17,6 @@ import (
 	"github.com/pcapot/pcapot/protocols"
 	"github.com/pcapot/pcapot/protocols/protocoltest"
 )
-
-func unhex(t testing.TB, s string) []byte {
-	t.Helper()
-	b, err := hex.DecodeString(strings.ReplaceAll(s, " ", ""))
-	if err != nil {
-		t.Fatalf("bad hex %q: %v", s, err)
-	}
-	return b
-}
 
 // TestCRC validates CRC-16/DNP against independent known-good values: the catalogue
 // check value of "123456789" (reveng CRC-16/DNP: poly 0x3D65, refin/refout, xorout
@@ -43,9 +30,9 @@ func TestCRC(t *testing.T) {
 		want uint16
 	}{
 		{"catalogue check", []byte("123456789"), 0xEA82},
-		{"reset link states header", unhex(t, "05 64 05 C0 01 00 00 04"), 0x21E9},
-		{"request link status header", unhex(t, "05 64 05 49 01 00 00 04"), 0x36D2},
-		{"class 1230 read block", unhex(t, "C0 C3 01 3C 02 06 3C 03 06 3C 04 06 3C 01 06"), 0x129A},
+		{"reset link states header", protocoltest.Unhex(t, "05 64 05 C0 01 00 00 04"), 0x21E9},
+		{"request link status header", protocoltest.Unhex(t, "05 64 05 49 01 00 00 04"), 0x36D2},
+		{"class 1230 read block", protocoltest.Unhex(t, "C0 C3 01 3C 02 06 3C 03 06 3C 04 06 3C 01 06"), 0x129A},
 		{"empty", nil, 0xFFFF},
 	}
 	for _, tc := range tests {
@@ -73,7 +60,7 @@ func TestParseLinkFrame(t *testing.T) {
 			// opendnp3 link parser test: unconfirmed user data, READ class 1,2,3,0.
 			name: "user data with block CRC",
 			in:   "05 64 14 F3 01 00 00 04 0A 3B C0 C3 01 3C 02 06 3C 03 06 3C 04 06 3C 01 06 9A 12",
-			want: LinkFrame{Control: 0xF3, Dest: 1, Src: 1024, Data: unhex(t, "C0 C3 01 3C 02 06 3C 03 06 3C 04 06 3C 01 06")}, n: 27,
+			want: LinkFrame{Control: 0xF3, Dest: 1, Src: 1024, Data: protocoltest.Unhex(t, "C0 C3 01 3C 02 06 3C 03 06 3C 04 06 3C 01 06")}, n: 27,
 		},
 		{name: "short header", in: "05 64 05 C0 01", wantErr: ErrShortFrame},
 		{name: "short body", in: "05 64 14 F3 01 00 00 04 0A 3B C0 C3", wantErr: ErrShortFrame},
@@ -84,7 +71,7 @@ func TestParseLinkFrame(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			f, n, err := ParseLinkFrame(unhex(t, tc.in))
+			f, n, err := ParseLinkFrame(protocoltest.Unhex(t, tc.in))
 			if tc.wantErr != nil {
 				if !errors.Is(err, tc.wantErr) {
 					t.Fatalf("err = %v, want %v", err, tc.wantErr)
@@ -97,7 +84,7 @@ func TestParseLinkFrame(t *testing.T) {
 			if n != tc.n || f.Control != tc.want.Control || f.Dest != tc.want.Dest || f.Src != tc.want.Src || !bytes.Equal(f.Data, tc.want.Data) {
 				t.Fatalf("got %+v n %d, want %+v n %d", f, n, tc.want, tc.n)
 			}
-			if re := AppendLinkFrame(nil, f.Control, f.Dest, f.Src, f.Data); !bytes.Equal(re, unhex(t, tc.in)) {
+			if re := AppendLinkFrame(nil, f.Control, f.Dest, f.Src, f.Data); !bytes.Equal(re, protocoltest.Unhex(t, tc.in)) {
 				t.Fatalf("re-encoded % X", re)
 			}
 		})
@@ -148,7 +135,7 @@ func TestParseObjectHeader(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			h, n, err := ParseObjectHeader(unhex(t, tc.in))
+			h, n, err := ParseObjectHeader(protocoltest.Unhex(t, tc.in))
 			if tc.wantErr != nil {
 				if !errors.Is(err, tc.wantErr) {
 					t.Fatalf("err = %v, want %v", err, tc.wantErr)
@@ -169,11 +156,11 @@ func TestTimeAndCROB(t *testing.T) {
 		t.Fatalf("time round trip %v %v", got, err)
 	}
 	// 1740830400123 ms = 0x01955193DE7B, sent little-endian.
-	if want := unhex(t, "7B DE 93 51 95 01"); !bytes.Equal(b, want) {
+	if want := protocoltest.Unhex(t, "7B DE 93 51 95 01"); !bytes.Equal(b, want) {
 		t.Fatalf("time % X, want % X", b, want)
 	}
 	c := CROB{Code: 0x41, Count: 1, OnMs: 100, OffMs: 0, Status: 0}
-	if want := unhex(t, "41 01 64 00 00 00 00 00 00 00 00"); !bytes.Equal(c.Append(nil), want) {
+	if want := protocoltest.Unhex(t, "41 01 64 00 00 00 00 00 00 00 00"); !bytes.Equal(c.Append(nil), want) {
 		t.Fatalf("CROB % X", c.Append(nil))
 	}
 }
@@ -291,22 +278,10 @@ func (c *dclient) requestTo(dest uint16, fc byte, objs string) byte {
 	c.t.Helper()
 	seq := c.aseq
 	c.aseq = (c.aseq + 1) & 0x0F
-	frag := append([]byte{acFIR | acFIN | seq, fc}, unhex(c.t, objs)...)
-	first := true
-	for first || len(frag) > 0 {
-		k := min(MaxSegment, len(frag))
-		h := c.tseq & 0x3F
-		if first {
-			h |= tpFIR
-		}
-		if k == len(frag) {
-			h |= tpFIN
-		}
-		c.link(ctrlData, dest, append([]byte{h}, frag[:k]...))
-		c.tseq++
-		frag = frag[k:]
-		first = false
-	}
+	frag := append([]byte{acFIR | acFIN | seq, fc}, protocoltest.Unhex(c.t, objs)...)
+	var frames []byte
+	frames, c.tseq = AppendSegments(nil, ctrlData, dest, master, c.tseq, frag)
+	c.write(frames)
 	return seq
 }
 
@@ -449,7 +424,7 @@ func TestLinkServices(t *testing.T) {
 		{"unsupported primary function", AppendLinkFrame(nil, 0xC5, outst, master, nil), AppendLinkFrame(nil, 0x0F, master, outst, nil)},
 		{"other outstation", AppendLinkFrame(nil, 0xC9, 11, master, nil), nil},
 		{"broadcast link status", AppendLinkFrame(nil, 0xC9, 0xFFFF, master, nil), nil},
-		{"bad header CRC", unhex(t, "05 64 05 C9 0A 00 01 00 00 00"), nil},
+		{"bad header CRC", protocoltest.Unhex(t, "05 64 05 C9 0A 00 01 00 00 00"), nil},
 		{"garbage", []byte("GET / HTTP/1.0\r\n\r\n"), nil},
 	}
 	for _, tc := range tests {
@@ -495,24 +470,24 @@ func TestClass0AndIIN(t *testing.T) {
 	c.request(FuncRead, "3C 01 06")
 	r := c.response()
 	// C0 81, IIN1 = DEVICE_RESTART | NEED_TIME, IIN2 = 0
-	if !bytes.HasPrefix(r, unhex(t, "C0 81 90 00")) {
+	if !bytes.HasPrefix(r, protocoltest.Unhex(t, "C0 81 90 00")) {
 		t.Fatalf("header % X", r[:4])
 	}
 	want := "" +
 		"01 02 00 00 07 81 81 81 01 01 01 01 01" + // g1v2 0..7
 		"0A 02 00 00 03 81 81 01 01" // g10v2 0..3
-	if !bytes.HasPrefix(r[4:], unhex(t, want)) {
+	if !bytes.HasPrefix(r[4:], protocoltest.Unhex(t, want)) {
 		t.Fatalf("class 0 objects % X", r[4:])
 	}
-	rest := r[4+len(unhex(t, want)):]
-	if !bytes.HasPrefix(rest, unhex(t, "14 01 00 00 02 01 9C 01 00 00 01 11 00 00 00 01")) { // g20v1: 412, 17, ...
+	rest := r[4+len(protocoltest.Unhex(t, want)):]
+	if !bytes.HasPrefix(rest, protocoltest.Unhex(t, "14 01 00 00 02 01 9C 01 00 00 01 11 00 00 00 01")) { // g20v1: 412, 17, ...
 		t.Fatalf("counters % X", rest)
 	}
 	rest = rest[5+15:]
-	if !bytes.HasPrefix(rest, unhex(t, "1E 01 00 00 09")) || len(rest) != 5+50+5+10 {
+	if !bytes.HasPrefix(rest, protocoltest.Unhex(t, "1E 01 00 00 09")) || len(rest) != 5+50+5+10 {
 		t.Fatalf("analog inputs % X", rest)
 	}
-	if ao := rest[55:]; !bytes.Equal(ao, unhex(t, "28 01 00 00 01 01 90 01 00 00 01 05 00 00 00")) {
+	if ao := rest[55:]; !bytes.Equal(ao, protocoltest.Unhex(t, "28 01 00 00 01 01 90 01 00 00 01 05 00 00 00")) {
 		t.Fatalf("analog outputs % X", ao)
 	}
 	c.clear()
@@ -574,7 +549,7 @@ func TestReads(t *testing.T) {
 			if got := iin(t, r) & 0xFF00 >> 8; got != tc.iin2>>8 {
 				t.Fatalf("IIN2 %02X, want %02X (% X)", got, tc.iin2>>8, r)
 			}
-			if tc.want != "" && !bytes.Equal(r[4:], unhex(t, tc.want)) {
+			if tc.want != "" && !bytes.Equal(r[4:], protocoltest.Unhex(t, tc.want)) {
 				t.Fatalf("objects % X, want %s", r[4:], tc.want)
 			}
 		})
@@ -617,16 +592,16 @@ func TestControlsAndEvents(t *testing.T) {
 	}
 	// SELECT then OPERATE (next sequence, identical objects) → SUCCESS, echoed.
 	c.request(FuncSelect, crobTrip)
-	if r := c.response(); !bytes.Equal(r[4:], unhex(t, crobTrip)) {
+	if r := c.response(); !bytes.Equal(r[4:], protocoltest.Unhex(t, crobTrip)) {
 		t.Fatalf("select: % X", r)
 	}
 	c.request(FuncOperate, crobTrip)
-	if r := c.response(); !bytes.Equal(r[4:], unhex(t, crobTrip)) {
+	if r := c.response(); !bytes.Equal(r[4:], protocoltest.Unhex(t, crobTrip)) {
 		t.Fatalf("operate: % X", r)
 	}
 	// Breaker output 0 and its feedback input 0 are now open.
 	c.request(FuncRead, "0A 02 00 00 00 01 02 00 00 00")
-	if r := c.response(); !bytes.Equal(r[4:], unhex(t, "0A 02 00 00 00 01 01 02 00 00 00 01")) {
+	if r := c.response(); !bytes.Equal(r[4:], protocoltest.Unhex(t, "0A 02 00 00 00 01 01 02 00 00 00 01")) {
 		t.Fatalf("state after trip: % X", r)
 	}
 	// Events: class 1 read returns g11v2 (output) and g2v2 (input) with CON; IIN1.1
@@ -637,7 +612,7 @@ func TestControlsAndEvents(t *testing.T) {
 	if r[0]&acCON == 0 || iin(t, r)&IIN1Class1 == 0 {
 		t.Fatalf("class 1 events: % X", r)
 	}
-	if !bytes.Contains(r, unhex(t, "0B 02 28 01 00 00 00 01")) || !bytes.Contains(r, unhex(t, "02 02 28 01 00 00 00 01")) {
+	if !bytes.Contains(r, protocoltest.Unhex(t, "0B 02 28 01 00 00 00 01")) || !bytes.Contains(r, protocoltest.Unhex(t, "02 02 28 01 00 00 00 01")) {
 		t.Fatalf("class 1 objects: % X", r)
 	}
 	c.confirm(seq, false)
@@ -663,7 +638,7 @@ func TestControlsAndEvents(t *testing.T) {
 		t.Fatalf("analog output: % X", r)
 	}
 	c.request(FuncRead, "28 02 00 00 00 1E 04 00 09 09")
-	if r := c.response(); !bytes.Equal(r[4:], unhex(t, "28 02 00 00 00 01 20 03 1E 04 00 09 09 20 03")) {
+	if r := c.response(); !bytes.Equal(r[4:], protocoltest.Unhex(t, "28 02 00 00 00 01 20 03 1E 04 00 09 09 20 03")) {
 		t.Fatalf("after set point: % X", r)
 	}
 	// Out of range (2000 > 1200) → NOT_SUPPORTED.
@@ -675,7 +650,7 @@ func TestControlsAndEvents(t *testing.T) {
 	c.request(FuncDirectOperateNR, "0C 01 17 01 00 41 01 64 00 00 00 00 00 00 00 00")
 	c.none(100 * time.Millisecond)
 	c.request(FuncRead, "01 02 00 00 00")
-	if r := c.response(); !bytes.Equal(r[4:], unhex(t, "01 02 00 00 00 81")) {
+	if r := c.response(); !bytes.Equal(r[4:], protocoltest.Unhex(t, "01 02 00 00 00 81")) {
 		t.Fatalf("after close: % X", r)
 	}
 	e := waitEvent(t, srv, "operate", func(e protocols.Event) bool { return e.Detail["status"] == "0" })
@@ -704,7 +679,7 @@ func TestUnsolicited(t *testing.T) {
 	if u[1] != FuncUnsolicited || u[0]&(acUNS|acCON|acFIR|acFIN) != acUNS|acCON|acFIR|acFIN {
 		t.Fatalf("unsolicited: % X", u)
 	}
-	if !bytes.Contains(u, unhex(t, "0B 02 28 01 00 02 00 81")) {
+	if !bytes.Contains(u, protocoltest.Unhex(t, "0B 02 28 01 00 02 00 81")) {
 		t.Fatalf("unsolicited objects % X", u)
 	}
 	// Not confirmed: repeated after the confirm timeout with the same sequence.
@@ -725,18 +700,18 @@ func TestRestartAndBroadcast(t *testing.T) {
 	c.none(100 * time.Millisecond)
 	c.request(FuncRead, "0A 02 00 03 03")
 	r := c.response()
-	if iin(t, r)&IIN1AllStations == 0 || !bytes.Equal(r[4:], unhex(t, "0A 02 00 03 03 81")) {
+	if iin(t, r)&IIN1AllStations == 0 || !bytes.Equal(r[4:], protocoltest.Unhex(t, "0A 02 00 03 03 81")) {
 		t.Fatalf("after broadcast: % X", r)
 	}
 	// Warm restart: g52v2 2000 ms; IIN1.7 set again.
 	c.request(FuncWarmRestart, "")
-	if r := c.response(); !bytes.Equal(r[4:], unhex(t, "34 02 07 01 D0 07")) || iin(t, r)&IIN1Restart == 0 {
+	if r := c.response(); !bytes.Equal(r[4:], protocoltest.Unhex(t, "34 02 07 01 D0 07")) || iin(t, r)&IIN1Restart == 0 {
 		t.Fatalf("warm restart: % X", r)
 	}
 	// Cold restart: g52v2 5000 ms, then the device drops the connection and comes
 	// back with its configured state.
 	c.request(FuncColdRestart, "")
-	if r := c.response(); !bytes.Equal(r[4:], unhex(t, "34 02 07 01 88 13")) {
+	if r := c.response(); !bytes.Equal(r[4:], protocoltest.Unhex(t, "34 02 07 01 88 13")) {
 		t.Fatalf("cold restart: % X", r)
 	}
 	if _, err := c.read(2 * time.Second); !errors.Is(err, io.EOF) {
@@ -744,7 +719,7 @@ func TestRestartAndBroadcast(t *testing.T) {
 	}
 	c2 := dial(t, srv)
 	c2.request(FuncRead, "0A 02 00 03 03")
-	if r := c2.response(); !bytes.Equal(r[4:], unhex(t, "0A 02 00 03 03 01")) || iin(t, r)&(IIN1Restart|IIN1NeedTime) != IIN1Restart|IIN1NeedTime {
+	if r := c2.response(); !bytes.Equal(r[4:], protocoltest.Unhex(t, "0A 02 00 03 03 01")) || iin(t, r)&(IIN1Restart|IIN1NeedTime) != IIN1Restart|IIN1NeedTime {
 		t.Fatalf("after cold restart: % X", r)
 	}
 	waitEvent(t, srv, "cold_restart", func(e protocols.Event) bool { return e.Write })
@@ -772,7 +747,7 @@ func TestTransport(t *testing.T) {
 	frag := []byte{acFIR | acFIN | 5, FuncRead, 0x01, 0x02, 0x00, 0x00, 0x01}
 	c.link(ctrlData, outst, append([]byte{tpFIR | 10}, frag[:3]...))
 	c.link(ctrlData, outst, append([]byte{tpFIN | 11}, frag[3:]...))
-	if r := c.response(); !bytes.Equal(r, unhex(t, "C5 81 90 00 01 02 00 00 01 81 81")) {
+	if r := c.response(); !bytes.Equal(r, protocoltest.Unhex(t, "C5 81 90 00 01 02 00 00 01 81 81")) {
 		t.Fatalf("reassembled request: % X", r)
 	}
 	// Out of sequence: the fragment is discarded.
@@ -825,76 +800,15 @@ func TestKeepAlive(t *testing.T) {
 // ---------------------------------------------------------------------------------
 // tshark's DNP3 dissector over a tcpdump capture of a full master session.
 
-func startCapture(t *testing.T, port uint16) func() string {
-	t.Helper()
-	testenv.RequireRoot(t)
-	tcpdump := testenv.LookPath(t, "tcpdump")
-	path := filepath.Join(t.TempDir(), "dnp3.pcap")
-	cmd := exec.Command(tcpdump, "-i", "lo", "-B", "8192", "-U", "-n", "-w", path, "tcp port "+strconv.Itoa(int(port)))
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("tcpdump: %v", err)
-	}
-	ready := make(chan struct{})
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		once := false
-		for sc.Scan() {
-			if !once && strings.Contains(sc.Text(), "listening on") {
-				close(ready)
-				once = true
-			}
-		}
-		if !once {
-			close(ready)
-		}
-	}()
-	select {
-	case <-ready:
-	case <-time.After(10 * time.Second):
-		cmd.Process.Kill()
-		t.Fatal("tcpdump did not start")
-	}
-	stopped := false
-	stop := func() string {
-		if !stopped {
-			stopped = true
-			// libpcap hands packets over in ring blocks (timeout 1 s) and tcpdump
-			// writes each as it gets it (-U); wait for the block timeout, then until
-			// the file stops growing.
-			time.Sleep(1200 * time.Millisecond)
-			var last int64 = -1
-			for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
-				time.Sleep(400 * time.Millisecond)
-				fi, err := os.Stat(path)
-				if err == nil && fi.Size() == last {
-					break
-				}
-				if err == nil {
-					last = fi.Size()
-				}
-			}
-			cmd.Process.Signal(os.Interrupt)
-			cmd.Wait()
-		}
-		return path
-	}
-	t.Cleanup(func() { stop() })
-	return stop
-}
-
 func TestTshark(t *testing.T) {
-	tshark := testenv.LookPath(t, "tshark")
+	testenv.LookPath(t, "tshark")
 	cfg := NewConfig()
 	for i := range 50 { // a class 0 response of several segments
 		cfg.AnalogInputs = append(cfg.AnalogInputs, AnalogInput{Name: "spare", Value: float64(i * 10)})
 	}
 	cfg.ScanInterval = 20 * time.Millisecond
 	_, srv := serve(t, cfg, nil)
-	stop := startCapture(t, srv.Addr.Port())
+	capture := protocoltest.StartCapture(t, srv.Addr.Port())
 
 	c := dial(t, srv)
 	c.link(0xC9, outst, nil)
@@ -935,24 +849,10 @@ func TestTshark(t *testing.T) {
 	c.response()
 	c.read(2 * time.Second)
 
-	pcap := stop()
-	port := strconv.Itoa(int(srv.Addr.Port()))
-	var stderr bytes.Buffer
-	cmd := exec.Command(tshark, "-r", pcap, "-d", "tcp.port=="+port+",dnp3",
-		"-Y", "_ws.malformed || _ws.expert.severity >= error")
-	cmd.Stderr = &stderr
-	bad, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("tshark: %v\n%s", err, stderr.Bytes())
-	}
-	if len(bytes.TrimSpace(bad)) != 0 {
-		t.Fatalf("tshark found malformed or error frames:\n%s", bad)
-	}
-	out, err := exec.Command(tshark, "-r", pcap, "-d", "tcp.port=="+port+",dnp3",
-		"-T", "fields", "-e", "dnp3.al.func", "-e", "dnp3.al.iin.rst").Output()
-	if err != nil {
-		t.Fatalf("tshark fields: %v", err)
-	}
+	pcap := capture.Stop()
+	dnp3 := "tcp.port==" + strconv.Itoa(int(srv.Addr.Port())) + ",dnp3"
+	protocoltest.TsharkClean(t, pcap, protocoltest.TsharkBad, "-d", dnp3)
+	out := protocoltest.Tshark(t, pcap, "-d", dnp3, "-T", "fields", "-e", "dnp3.al.func", "-e", "dnp3.al.iin.rst")
 	funcs := map[string]bool{}
 	for _, l := range strings.Fields(strings.ReplaceAll(string(out), ",", " ")) {
 		funcs[l] = true
@@ -986,7 +886,7 @@ func TestAnalogEventsAndOverflow(t *testing.T) {
 	time.Sleep(60 * time.Millisecond)
 	seq := c.request(FuncRead, "3C 03 06")
 	r := c.response()
-	if iin(t, r)&IIN1Class2 == 0 || r[0]&acCON == 0 || !bytes.HasPrefix(r[4:], unhex(t, "20 03 28 01 00 00 00 01")) {
+	if iin(t, r)&IIN1Class2 == 0 || r[0]&acCON == 0 || !bytes.HasPrefix(r[4:], protocoltest.Unhex(t, "20 03 28 01 00 00 00 01")) {
 		t.Fatalf("class 2 analog event: % X", r)
 	}
 	// The station clock was set to the real time by clear(), 10 fake minutes ago.

@@ -2,14 +2,9 @@ package dnp3
 
 import (
 	"bytes"
-	"context"
-	"io"
-	"net"
-	"net/netip"
 	"testing"
 	"time"
 
-	"github.com/pcapot/pcapot/protocols"
 	"github.com/pcapot/pcapot/protocols/protocoltest"
 )
 
@@ -24,7 +19,7 @@ func FuzzParseLinkFrame(f *testing.F) {
 		"C0C3013C02063C03063C04063C0106",
 		"C3040C0128010000008101640000000000000000",
 	} {
-		f.Add(unhex(f, s))
+		f.Add(protocoltest.Unhex(f, s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if fr, n, err := ParseLinkFrame(b); err == nil {
@@ -71,64 +66,24 @@ func FuzzServeStream(f *testing.F) {
 		"00" + "C60D",
 		"01" + "056405C90A000100" + "0000" + "056405C00A000100",
 	} {
-		f.Add(unhex(f, s))
+		f.Add(protocoltest.Unhex(f, s))
 	}
 	cfg := NewConfig()
 	cfg.ScanInterval = time.Millisecond
-	env := protocols.Env{Identity: testIdentity, Logger: protocoltest.Env(f, nil).Logger,
-		Boot: time.Now().Add(-time.Hour), Now: time.Now}
-	h, err := New(env, cfg)
+	h, err := New(protocoltest.Env(f, testIdentity), cfg)
 	if err != nil {
 		f.Fatal(err)
 	}
-	addr := netip.MustParseAddrPort("127.0.0.1:20000")
 	f.Fuzz(func(t *testing.T, in []byte) {
 		if len(in) == 0 {
 			return
 		}
-		var wire []byte
-		if in[0]&1 == 1 {
-			wire = in[1:]
-		} else {
-			frag := in[1:]
-			seq := byte(0)
-			for first := true; first || len(frag) > 0; first = false {
-				k := min(MaxSegment, len(frag))
-				hdr := seq & 0x3F
-				if first {
-					hdr |= tpFIR
-				}
-				if k == len(frag) {
-					hdr |= tpFIN
-				}
-				wire = AppendLinkFrame(wire, ctrlData, outst, master, append([]byte{hdr}, frag[:k]...))
-				frag = frag[k:]
-				seq++
-			}
+		wire := in[1:]
+		if in[0]&1 == 0 {
+			wire, _ = AppendSegments(nil, ctrlData, outst, master, 0, in[1:])
 		}
-		srv, cl := net.Pipe()
-		sess := protocoltest.NewSession(t, addr, addr)
-		ctx, cancel := context.WithCancel(context.Background())
-		defer cancel()
-		done := make(chan error, 1)
-		go func() {
-			done <- h.ServeStream(ctx, sess, srv)
-			srv.Close()
-		}()
-		drained := make(chan struct{})
-		go func() { io.Copy(io.Discard, cl); close(drained) }()
-		cl.SetWriteDeadline(time.Now().Add(2 * time.Second))
-		cl.Write(wire)
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Fatalf("ServeStream: %v", err)
-			}
-		case <-time.After(5 * time.Second):
-			t.Fatal("ServeStream did not return")
+		if _, _, err := protocoltest.Drive(t, h, wire, protocoltest.Cancel, 5*time.Second); err != nil {
+			t.Fatalf("ServeStream: %v", err)
 		}
-		cl.Close()
-		<-drained
 	})
 }

@@ -159,6 +159,29 @@ const (
 	MaxSegment = MaxLinkData - 1
 )
 
+// AppendSegments appends the application fragment frag split into transport segments,
+// each in a link frame with control, dest and src: FIR on the first, FIN on the last,
+// 6-bit sequence numbers from seq. It returns the frames and the sequence number of
+// the next segment.
+func AppendSegments(dst []byte, control byte, dest, src uint16, seq byte, frag []byte) ([]byte, byte) {
+	for first := true; first || len(frag) > 0; first = false {
+		k := min(MaxSegment, len(frag))
+		hdr := seq & 0x3F
+		if first {
+			hdr |= tpFIR
+		}
+		if k == len(frag) {
+			hdr |= tpFIN
+		}
+		seg := make([]byte, 0, 1+k)
+		seg = append(append(seg, hdr), frag[:k]...)
+		dst = AppendLinkFrame(dst, control, dest, src, seg)
+		seq = (seq + 1) & 0x3F
+		frag = frag[k:]
+	}
+	return dst, seq
+}
+
 // Application layer (IEEE 1815-2012 §4.2).
 const (
 	acFIR = 0x80
