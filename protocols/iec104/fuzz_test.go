@@ -2,10 +2,6 @@ package iec104
 
 import (
 	"bytes"
-	"context"
-	"io"
-	"net"
-	"net/netip"
 	"testing"
 	"time"
 
@@ -24,7 +20,7 @@ func FuzzParseAPDU(f *testing.F) {
 		"680e000000002e0106000100711700" + "81",
 		"68040f000000", "68fe",
 	} {
-		f.Add(unhex(f, s))
+		f.Add(protocoltest.Unhex(f, s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		a, asdu, n, err := ParseAPDU(b)
@@ -84,38 +80,17 @@ func FuzzServeStream(f *testing.F) {
 		"680443000000" + "681300000000",
 		"680407000000" + "6808000000006401060001",
 	} {
-		f.Add(unhex(f, s))
+		f.Add(protocoltest.Unhex(f, s))
 	}
 	cfg := NewConfig()
-	h, err := New(protocols.Env{Identity: &protocols.Identity{}, Logger: protocoltest.Env(f, nil).Logger, Boot: time.Now().Add(-time.Hour), Now: time.Now}, cfg)
+	h, err := New(protocoltest.Env(f, &protocols.Identity{}), cfg)
 	if err != nil {
 		f.Fatal(err)
 	}
-	addr := netip.MustParseAddrPort("127.0.0.1:2404")
 	f.Fuzz(func(t *testing.T, in []byte) {
-		srv, cl := net.Pipe()
-		sess := protocoltest.NewSession(t, addr, addr)
-		ctx, cancel := context.WithCancel(context.Background())
-		defer cancel()
-		done := make(chan error, 1)
-		go func() {
-			done <- h.ServeStream(ctx, sess, srv)
-			srv.Close()
-		}()
-		drained := make(chan struct{})
-		go func() { io.Copy(io.Discard, cl); close(drained) }()
-		cl.SetWriteDeadline(time.Now().Add(2 * time.Second))
-		cl.Write(in) // may fail when the station closed on a violation
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Fatalf("ServeStream: %v", err)
-			}
-		case <-time.After(5 * time.Second):
-			t.Fatal("ServeStream did not return after the peer closed")
+		// The write may fail when the station closed on a violation.
+		if _, _, err := protocoltest.Drive(t, h, in, protocoltest.Cancel, 5*time.Second); err != nil {
+			t.Fatalf("ServeStream: %v", err)
 		}
-		cl.Close()
-		<-drained
 	})
 }

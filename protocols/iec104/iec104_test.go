@@ -1,17 +1,12 @@
 package iec104
 
 import (
-	"bufio"
 	"bytes"
-	"context"
-	"encoding/hex"
 	"errors"
 	"io"
 	"net"
-	"net/netip"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"reflect"
 	"strconv"
 	"strings"
@@ -23,15 +18,6 @@ import (
 	"github.com/pcapot/pcapot/protocols"
 	"github.com/pcapot/pcapot/protocols/protocoltest"
 )
-
-func unhex(t testing.TB, s string) []byte {
-	t.Helper()
-	b, err := hex.DecodeString(strings.ReplaceAll(s, " ", ""))
-	if err != nil {
-		t.Fatalf("bad hex %q: %v", s, err)
-	}
-	return b
-}
 
 func TestParseAPDU(t *testing.T) {
 	tests := []struct {
@@ -73,7 +59,7 @@ func TestParseAPDU(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got, asdu, n, err := ParseAPDU(unhex(t, tc.in))
+			got, asdu, n, err := ParseAPDU(protocoltest.Unhex(t, tc.in))
 			if tc.wantErr != nil {
 				if !errors.Is(err, tc.wantErr) {
 					t.Fatalf("err = %v, want %v", err, tc.wantErr)
@@ -83,7 +69,7 @@ func TestParseAPDU(t *testing.T) {
 			if err != nil {
 				t.Fatalf("err = %v", err)
 			}
-			if got != tc.want || n != tc.n || !bytes.Equal(asdu, unhex(t, tc.asdu)) {
+			if got != tc.want || n != tc.n || !bytes.Equal(asdu, protocoltest.Unhex(t, tc.asdu)) {
 				t.Fatalf("got %+v asdu % x n %d, want %+v asdu %s n %d", got, asdu, n, tc.want, tc.asdu, tc.n)
 			}
 		})
@@ -106,7 +92,7 @@ func TestAppendAPDU(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if want := unhex(t, tc.want); !bytes.Equal(tc.got, want) {
+			if want := protocoltest.Unhex(t, tc.want); !bytes.Equal(tc.got, want) {
 				t.Fatalf("got % x, want % x", tc.got, want)
 			}
 		})
@@ -143,7 +129,7 @@ func TestParseASDU(t *testing.T) {
 			name: "two floats",
 			in:   "0d 02 03 00 01 00 a1 0f 00 00 00 a0 41 00 a2 0f 00 00 00 48 43 00",
 			hdr:  ASDU{Type: MMeNc1, Num: 2, COT: CotSpontaneous, CommonAddr: 1},
-			objs: []Object{{IOA: 4001, Element: unhex(t, "0000a04100")}, {IOA: 4002, Element: unhex(t, "0000484300")}},
+			objs: []Object{{IOA: 4001, Element: protocoltest.Unhex(t, "0000a04100")}, {IOA: 4002, Element: protocoltest.Unhex(t, "0000484300")}},
 		},
 		{name: "short header", in: "64 01 06 00 01", wantErr: ErrBadASDU},
 		{name: "body too short", in: "64 01 06 00 01 00 00 00 00", wantErr: ErrBadASDU},
@@ -153,7 +139,7 @@ func TestParseASDU(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			a, err := ParseASDU(unhex(t, tc.in))
+			a, err := ParseASDU(protocoltest.Unhex(t, tc.in))
 			var objs []Object
 			if err == nil {
 				objs, err = a.Objects()
@@ -180,7 +166,7 @@ func TestParseASDU(t *testing.T) {
 				}
 			}
 			// round trip of the header
-			if h := tc.hdr.AppendHeader(nil); !bytes.Equal(h, unhex(t, tc.in)[:6]) {
+			if h := tc.hdr.AppendHeader(nil); !bytes.Equal(h, protocoltest.Unhex(t, tc.in)[:6]) {
 				t.Fatalf("AppendHeader % x, want %s", h, tc.in[:17])
 			}
 		})
@@ -206,7 +192,7 @@ func TestCP56Time2a(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			in := unhex(t, tc.in)
+			in := protocoltest.Unhex(t, tc.in)
 			got, err := ParseCP56Time2a(in)
 			if tc.wantErr != nil {
 				if !errors.Is(err, tc.wantErr) {
@@ -325,14 +311,14 @@ func (cl *client) s() { cl.t.Helper(); cl.write(AppendSFrame(nil, cl.vr)) }
 // i sends an I-frame with the given ASDU (hex).
 func (cl *client) i(asdu string) {
 	cl.t.Helper()
-	cl.write(AppendIFrame(nil, cl.vs, cl.vr, unhex(cl.t, asdu)))
+	cl.write(AppendIFrame(nil, cl.vs, cl.vr, protocoltest.Unhex(cl.t, asdu)))
 	cl.vs++
 }
 
 // iNR sends an I-frame with an explicit N(R).
 func (cl *client) iNR(asdu string, nr uint16) {
 	cl.t.Helper()
-	cl.write(AppendIFrame(nil, cl.vs, nr, unhex(cl.t, asdu)))
+	cl.write(AppendIFrame(nil, cl.vs, nr, protocoltest.Unhex(cl.t, asdu)))
 	cl.vs++
 }
 
@@ -452,16 +438,16 @@ func TestUFrames(t *testing.T) {
 	_, srv := serve(t, NewConfig(), nil)
 	cl := dial(t, srv)
 	// Conpot test_startdt / test_testfr, and the nmap probe order (TESTFR first).
-	cl.write(unhex(t, "68 04 43 00 00 00"))
-	if f := cl.next(); !bytes.Equal(f.raw, unhex(t, "68 04 83 00 00 00")) {
+	cl.write(protocoltest.Unhex(t, "68 04 43 00 00 00"))
+	if f := cl.next(); !bytes.Equal(f.raw, protocoltest.Unhex(t, "68 04 83 00 00 00")) {
 		t.Fatalf("TESTFR con: % x", f.raw)
 	}
-	cl.write(unhex(t, "68 04 07 00 00 00"))
-	if f := cl.next(); !bytes.Equal(f.raw, unhex(t, "68 04 0b 00 00 00")) {
+	cl.write(protocoltest.Unhex(t, "68 04 07 00 00 00"))
+	if f := cl.next(); !bytes.Equal(f.raw, protocoltest.Unhex(t, "68 04 0b 00 00 00")) {
 		t.Fatalf("STARTDT con: % x", f.raw)
 	}
-	cl.write(unhex(t, "68 04 13 00 00 00"))
-	if f := cl.next(); !bytes.Equal(f.raw, unhex(t, "68 04 23 00 00 00")) {
+	cl.write(protocoltest.Unhex(t, "68 04 13 00 00 00"))
+	if f := cl.next(); !bytes.Equal(f.raw, protocoltest.Unhex(t, "68 04 23 00 00 00")) {
 		t.Fatalf("STOPDT con: % x", f.raw)
 	}
 	e := waitEvent(t, srv, "startdt", nil)
@@ -568,7 +554,7 @@ func TestNegativeConfirmations(t *testing.T) {
 			cl.t = t
 			cl.i(tc.req)
 			f := cl.next()
-			if f.Format != FormatI || !bytes.Equal(f.raw[6:], unhex(t, tc.want)) {
+			if f.Format != FormatI || !bytes.Equal(f.raw[6:], protocoltest.Unhex(t, tc.want)) {
 				t.Fatalf("reply % x, want ASDU %s", f.raw, tc.want)
 			}
 		})
@@ -651,7 +637,7 @@ func TestCommands(t *testing.T) {
 	if vals[1007][0] != 0 || vals[2001][0] != 1 || vals[2004][0] != 2 {
 		t.Fatalf("binary state after commands: 1007=% x 2001=% x 2004=% x", vals[1007], vals[2001], vals[2004])
 	}
-	if !bytes.Equal(vals[4012], unhex(t, "34 08 00")) || !bytes.Equal(vals[4013], unhex(t, "00 00 18 41 00")) {
+	if !bytes.Equal(vals[4012], protocoltest.Unhex(t, "34 08 00")) || !bytes.Equal(vals[4013], protocoltest.Unhex(t, "00 00 18 41 00")) {
 		t.Fatalf("set points: 4012=% x 4013=% x", vals[4012], vals[4013])
 	}
 	e := waitEvent(t, srv, "double_command", func(e protocols.Event) bool { return e.Address == 6001 && e.Detail["se"] == "execute" })
@@ -723,7 +709,7 @@ func TestCounterInterrogationAndClock(t *testing.T) {
 	cl.i("65 01 06 00 01 00 00 00 00 05")
 	cl.expectASDU(CCiNa1, CotActCon, false)
 	got := counters(CotReqcogen)
-	if want := unhex(t, "9b d2 1e 01 00"); !bytes.Equal(got[5001], want) { // 18797211, sequence 0
+	if want := protocoltest.Unhex(t, "9b d2 1e 01 00"); !bytes.Equal(got[5001], want) { // 18797211, sequence 0
 		t.Fatalf("counter 5001 = % x, want % x", got[5001], want)
 	}
 	// Freeze (FRZ 1): act-con + act-term, no data; the next read returns the frozen
@@ -737,7 +723,7 @@ func TestCounterInterrogationAndClock(t *testing.T) {
 	cl.i("65 01 06 00 01 00 00 00 00 05")
 	cl.expectASDU(CCiNa1, CotActCon, false)
 	got = counters(CotReqcogen)
-	if want := unhex(t, "9b d2 1e 01 01"); !bytes.Equal(got[5001], want) {
+	if want := protocoltest.Unhex(t, "9b d2 1e 01 01"); !bytes.Equal(got[5001], want) {
 		t.Fatalf("frozen counter 5001 = % x, want % x", got[5001], want)
 	}
 	cl.s()
@@ -746,7 +732,7 @@ func TestCounterInterrogationAndClock(t *testing.T) {
 	// later time tags follow the station clock.
 	cl.i("67 01 06 00 01 00 00 00 00 d5 dd 22 0c af 03 18")
 	f := cl.expectASDU(CCsNa1, CotActCon, false)
-	if !bytes.Equal(f.raw[6:], unhex(t, "67 01 07 00 01 00 00 00 00 d5 dd 22 0c af 03 18")) {
+	if !bytes.Equal(f.raw[6:], protocoltest.Unhex(t, "67 01 07 00 01 00 00 00 00 d5 dd 22 0c af 03 18")) {
 		t.Fatalf("clock act-con % x", f.raw)
 	}
 	mu.Lock()
@@ -870,12 +856,12 @@ func TestT3TestFrame(t *testing.T) {
 	cl := dial(t, srv)
 	// Idle for t3: the station tests the link; answering keeps it open.
 	f := cl.next()
-	if !bytes.Equal(f.raw, unhex(t, "68 04 43 00 00 00")) {
+	if !bytes.Equal(f.raw, protocoltest.Unhex(t, "68 04 43 00 00 00")) {
 		t.Fatalf("want TESTFR act, got % x", f.raw)
 	}
 	cl.u(UTestFRCon)
 	f = cl.next()
-	if !bytes.Equal(f.raw, unhex(t, "68 04 43 00 00 00")) {
+	if !bytes.Equal(f.raw, protocoltest.Unhex(t, "68 04 43 00 00 00")) {
 		t.Fatalf("want second TESTFR act, got % x", f.raw)
 	}
 	// No TESTFR con within t1: the station closes.
@@ -893,9 +879,9 @@ func TestProtocolViolationsClose(t *testing.T) {
 		{"i frame before startdt", false, func(cl *client) { cl.i("64 01 06 00 01 00 00 00 00 14") }, "i_frame_while_stopped"},
 		{"wrong send sequence", true, func(cl *client) { cl.vs = 5; cl.i("64 01 06 00 01 00 00 00 00 14") }, "send_sequence"},
 		{"ack of unsent frames", true, func(cl *client) { cl.write(AppendSFrame(nil, 3)) }, "receive_sequence"},
-		{"bad start octet", false, func(cl *client) { cl.write(unhex(cl.t, "16 04 07 00 00 00")) }, "apci"},
-		{"bad length", true, func(cl *client) { cl.write(unhex(cl.t, "68 02 07 00")) }, "apci"},
-		{"unknown u function", false, func(cl *client) { cl.write(unhex(cl.t, "68 04 ff 00 00 00")) }, "apci"},
+		{"bad start octet", false, func(cl *client) { cl.write(protocoltest.Unhex(cl.t, "16 04 07 00 00 00")) }, "apci"},
+		{"bad length", true, func(cl *client) { cl.write(protocoltest.Unhex(cl.t, "68 02 07 00")) }, "apci"},
+		{"unknown u function", false, func(cl *client) { cl.write(protocoltest.Unhex(cl.t, "68 04 ff 00 00 00")) }, "apci"},
 		{"startdt con from master", false, func(cl *client) { cl.u(UStartDTCon) }, "unexpected_u_frame"},
 		{"truncated asdu", true, func(cl *client) { cl.i("64 01 06 00") }, "asdu"},
 		{"wrong asdu length", true, func(cl *client) { cl.i("64 01 06 00 01 00 00 00 00 14 00") }, "asdu"},
@@ -931,7 +917,7 @@ func TestPartialFrameTimeout(t *testing.T) {
 	cfg.T1, cfg.T2 = 300*time.Millisecond, 100*time.Millisecond
 	_, srv := serve(t, cfg, nil)
 	cl := dial(t, srv)
-	cl.write(unhex(t, "68 0e 00 00"))
+	cl.write(protocoltest.Unhex(t, "68 0e 00 00"))
 	cl.closed(2 * time.Second)
 	waitEvent(t, srv, "protocol_violation", func(e protocols.Event) bool { return e.Detail["reason"] == "t1_expired_partial_frame" })
 }
@@ -957,99 +943,20 @@ func TestContextCancelEndsSession(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, b := net.Pipe()
-	defer b.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	addr := netip.MustParseAddrPort("127.0.0.1:2404")
-	sess := protocoltest.NewSession(t, addr, addr)
-	go func() { done <- h.ServeStream(ctx, sess, a) }()
-	time.Sleep(50 * time.Millisecond)
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("ServeStream = %v", err)
-		}
-	case <-time.After(2 * time.Second):
-		t.Fatal("ServeStream did not return after cancel")
-	}
+	protocoltest.CancelEnds(t, h)
 }
 
 // ---------------------------------------------------------------------------------
 // Real clients and dissectors: nmap's iec-identify.nse and tshark's IEC 104 dissector
 // over a tcpdump capture of the loopback sessions.
 
-// startCapture runs tcpdump on lo for port and returns a function that stops it and
-// returns the pcap path.
-func startCapture(t *testing.T, port uint16) func() string {
-	t.Helper()
-	testenv.RequireRoot(t)
-	tcpdump := testenv.LookPath(t, "tcpdump")
-	path := filepath.Join(t.TempDir(), "iec104.pcap")
-	cmd := exec.Command(tcpdump, "-i", "lo", "-B", "8192", "-U", "-n", "-w", path, "tcp port "+strconv.Itoa(int(port)))
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("tcpdump: %v", err)
-	}
-	ready := make(chan struct{})
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		once := false
-		for sc.Scan() {
-			if !once && strings.Contains(sc.Text(), "listening on") {
-				close(ready)
-				once = true
-			}
-		}
-		if !once {
-			close(ready)
-		}
-	}()
-	select {
-	case <-ready:
-	case <-time.After(10 * time.Second):
-		cmd.Process.Kill()
-		t.Fatal("tcpdump did not start")
-	}
-	stopped := false
-	stop := func() string {
-		if !stopped {
-			stopped = true
-			// libpcap hands packets over in ring blocks (timeout 1 s) and tcpdump
-			// writes each as it gets it (-U); wait for the block timeout, then until
-			// the file stops growing.
-			time.Sleep(1200 * time.Millisecond)
-			var last int64 = -1
-			for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
-				time.Sleep(400 * time.Millisecond)
-				fi, err := os.Stat(path)
-				if err == nil && fi.Size() == last {
-					break
-				}
-				if err == nil {
-					last = fi.Size()
-				}
-			}
-			cmd.Process.Signal(os.Interrupt)
-			cmd.Wait()
-		}
-		return path
-	}
-	t.Cleanup(func() { stop() })
-	return stop
-}
-
 func TestRealClients(t *testing.T) {
 	nmap := testenv.LookPath(t, "nmap")
-	tshark := testenv.LookPath(t, "tshark")
+	testenv.LookPath(t, "tshark")
 	_, err := os.Stat("/usr/share/nmap/scripts/iec-identify.nse")
 	testenv.Require(t, err == nil, "nmap has no iec-identify.nse")
 	_, srv := serve(t, NewConfig(), nil)
-	stop := startCapture(t, srv.Addr.Port())
+	capture := protocoltest.StartCapture(t, srv.Addr.Port())
 
 	// nmap iec-identify: TESTFR, STARTDT, broadcast C_IC_NA_1, counts the objects.
 	out, err := exec.Command(nmap, "-n", "-Pn", "-sT", "-p", strconv.Itoa(int(srv.Addr.Port())),
@@ -1096,27 +1003,10 @@ func TestRealClients(t *testing.T) {
 	cl.c.Close()
 	time.Sleep(100 * time.Millisecond)
 
-	pcap := stop()
-	port := strconv.Itoa(int(srv.Addr.Port()))
-	var stderr bytes.Buffer
-	cmd := exec.Command(tshark, "-r", pcap, "-d", "tcp.port=="+port+",iec60870_104",
-		"-Y", "_ws.malformed || _ws.expert.severity >= error")
-	cmd.Stderr = &stderr
-	bad, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("tshark: %v\n%s", err, stderr.Bytes())
-	}
-	if err != nil {
-		t.Fatalf("tshark: %v\n%s", err, bad)
-	}
-	if len(bytes.TrimSpace(bad)) != 0 {
-		t.Fatalf("tshark found malformed or error frames:\n%s", bad)
-	}
-	types, err := exec.Command(tshark, "-r", pcap, "-d", "tcp.port=="+port+",iec60870_104",
-		"-T", "fields", "-e", "iec60870_asdu.typeid").Output()
-	if err != nil {
-		t.Fatalf("tshark fields: %v", err)
-	}
+	pcap := capture.Stop()
+	iec104 := "tcp.port==" + strconv.Itoa(int(srv.Addr.Port())) + ",iec60870_104"
+	protocoltest.TsharkClean(t, pcap, protocoltest.TsharkBad, "-d", iec104)
+	types := protocoltest.Tshark(t, pcap, "-d", iec104, "-T", "fields", "-e", "iec60870_asdu.typeid")
 	got := map[string]bool{}
 	for _, l := range strings.Fields(strings.ReplaceAll(string(types), ",", " ")) {
 		got[l] = true
