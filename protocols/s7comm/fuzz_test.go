@@ -2,11 +2,7 @@ package s7comm
 
 import (
 	"bytes"
-	"context"
 	"encoding/binary"
-	"io"
-	"net"
-	"net/netip"
 	"testing"
 	"time"
 
@@ -118,33 +114,11 @@ func FuzzS7(f *testing.F) {
 func FuzzHandler(f *testing.F) {
 	h := newHandler(f, func(c *Config) { c.IdleTimeout = 2 * time.Second })
 	f.Fuzz(func(t *testing.T, in []byte) {
-		server, client := net.Pipe()
-		sess := protocoltest.NewSession(t, netip.MustParseAddrPort("127.0.0.1:102"), netip.MustParseAddrPort("127.0.0.1:40000"))
-		done := make(chan error, 1)
-		go func() {
-			done <- h.ServeStream(context.Background(), sess, server)
-			server.Close()
-		}()
-		var out bytes.Buffer
-		readDone := make(chan struct{})
-		go func() {
-			io.Copy(&out, client)
-			close(readDone)
-		}()
-		_ = client.SetWriteDeadline(time.Now().Add(3 * time.Second))
-		client.Write(in)
 		// Closing our side is EOF for the handler.
-		client.Close()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Fatalf("handler error: %v", err)
-			}
-		case <-time.After(5 * time.Second):
-			t.Fatal("handler did not return")
+		b, _, err := protocoltest.Drive(t, h, in, protocoltest.Hangup, 5*time.Second)
+		if err != nil {
+			t.Fatalf("handler error: %v", err)
 		}
-		<-readDone
-		b := out.Bytes()
 		for len(b) > 0 {
 			n, err := ParseTPKTHeader(b)
 			if err != nil || n > len(b) {

@@ -19,22 +19,12 @@ import (
 	"github.com/pcapot/pcapot/protocols/protocoltest"
 )
 
-// testIdentity is a persona unrelated to Conpot's defaults.
+// testIdentity is the shared test persona with the hardware revision the SZL
+// records below spell out.
 func testIdentity() *protocols.Identity {
-	return &protocols.Identity{
-		Vendor:      "Siemens",
-		Product:     "SIMATIC S7-1200",
-		Model:       "CPU 1214C DC/DC/DC",
-		OrderNumber: "6ES7 214-1AG40-0XB0",
-		Firmware:    "V4.5.2",
-		Hardware:    "5",
-		Serial:      "S V-L9N82317 2023",
-		Hostname:    "plc-line3",
-		ModuleName:  "PLC_Line3",
-		PlantID:     "Waterworks North/Pump Station 2",
-		Location:    "Building B, cabinet 4",
-		Copyright:   "Original Siemens Equipment",
-	}
+	id := protocoltest.Identity()
+	id.Hardware = "5"
+	return id
 }
 
 func newHandler(t testing.TB, mutate func(*Config)) *Handler {
@@ -48,15 +38,6 @@ func newHandler(t testing.TB, mutate func(*Config)) *Handler {
 		t.Fatalf("New: %v", err)
 	}
 	return h
-}
-
-func mustHex(t testing.TB, s string) []byte {
-	t.Helper()
-	b, err := hex.DecodeString(strings.ReplaceAll(s, " ", ""))
-	if err != nil {
-		t.Fatalf("bad hex %q: %v", s, err)
-	}
-	return b
 }
 
 func dial(t testing.TB, srv *protocoltest.Server) net.Conn {
@@ -139,7 +120,7 @@ const (
 // connect performs COTP CR/CC (slot 1) and Setup Communication with the given PDU size.
 func connect(t testing.TB, c net.Conn, pdu uint16) {
 	t.Helper()
-	send(t, c, mustHex(t, hexStandardCR1))
+	send(t, c, protocoltest.Unhex(t, hexStandardCR1))
 	cc := readTPKT(t, c)
 	if cc[5] != TPDUConnConfirm {
 		t.Fatalf("CR answered with % x", cc)
@@ -223,14 +204,14 @@ func TestCOTPConnect(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			c := dial(t, srv)
-			send(t, c, mustHex(t, tc.cr))
+			send(t, c, protocoltest.Unhex(t, tc.cr))
 			got := readTPKT(t, c)
 			if tc.want == "" {
 				if got[5] != tc.wantType {
 					t.Fatalf("answer % x, want TPDU type %#x", got, tc.wantType)
 				}
 				if tc.wantType == TPDUDisconnRequest {
-					cr := mustHex(t, tc.cr)
+					cr := protocoltest.Unhex(t, tc.cr)
 					if !bytes.Equal(got[6:8], cr[8:10]) && cr[5] == TPDUConnRequest {
 						t.Errorf("DR dst ref % x, want the CR's src ref % x", got[6:8], cr[8:10])
 					}
@@ -245,7 +226,7 @@ func TestCOTPConnect(t *testing.T) {
 			}
 			norm := bytes.Clone(got)
 			norm[8], norm[9] = 0, 0
-			if want := mustHex(t, tc.want); !bytes.Equal(norm, want) {
+			if want := protocoltest.Unhex(t, tc.want); !bytes.Equal(norm, want) {
 				t.Errorf("CC\n got % x\nwant % x", norm, want)
 			}
 		})
@@ -258,12 +239,12 @@ func TestStandardCRIsNotConpot(t *testing.T) {
 	h := newHandler(t, func(c *Config) { c.Slots = []int{2} })
 	srv := protocoltest.ServeTCP(t, "", h)
 	c := dial(t, srv)
-	send(t, c, mustHex(t, hexStandardCR))
+	send(t, c, protocoltest.Unhex(t, hexStandardCR))
 	got := readTPKT(t, c)
-	if bytes.Equal(got, mustHex(t, hexConpotCC)) {
+	if bytes.Equal(got, protocoltest.Unhex(t, hexConpotCC)) {
 		t.Fatalf("answered with Conpot's static CC % x", got)
 	}
-	cr := mustHex(t, hexStandardCR)
+	cr := protocoltest.Unhex(t, hexStandardCR)
 	switch {
 	case got[5] != TPDUConnConfirm:
 		t.Fatalf("not a CC: % x", got)
@@ -271,9 +252,9 @@ func TestStandardCRIsNotConpot(t *testing.T) {
 		t.Errorf("CC dst ref % x, want CR src ref % x", got[6:8], cr[8:10])
 	case got[8] == 0 && got[9] == 0:
 		t.Errorf("CC src ref is zero")
-	case !bytes.Contains(got, mustHex(t, "c1020100")) || !bytes.Contains(got, mustHex(t, "c2020102")):
+	case !bytes.Contains(got, protocoltest.Unhex(t, "c1020100")) || !bytes.Contains(got, protocoltest.Unhex(t, "c2020102")):
 		t.Errorf("TSAPs not echoed: % x", got)
-	case !bytes.Contains(got, mustHex(t, "c0010a")):
+	case !bytes.Contains(got, protocoltest.Unhex(t, "c0010a")):
 		t.Errorf("TPDU size not negotiated: % x", got)
 	}
 	// A second connection gets another source reference.
@@ -303,7 +284,7 @@ func TestSetupCommunication(t *testing.T) {
 			h := newHandler(t, func(c *Config) { c.MaxPDUSize = tc.maxPDU })
 			srv := protocoltest.ServeTCP(t, "", h)
 			c := dial(t, srv)
-			send(t, c, mustHex(t, hexStandardCR1))
+			send(t, c, protocoltest.Unhex(t, hexStandardCR1))
 			readTPKT(t, c)
 			resp := job(t, c, Header{ROSCTR: ROSCTRJob, PDURef: 0x0a0b}, AppendSetup(nil, tc.req), nil)
 			want := AppendPDU(nil, Header{ROSCTR: ROSCTRAckData, PDURef: 0x0a0b}, AppendSetup(nil, tc.want), nil)
@@ -320,11 +301,11 @@ func TestSetupCommunication(t *testing.T) {
 	h := newHandler(t, nil)
 	srv := protocoltest.ServeTCP(t, "", h)
 	c := dial(t, srv)
-	send(t, c, mustHex(t, hexCRSlot0))
+	send(t, c, protocoltest.Unhex(t, hexCRSlot0))
 	readTPKT(t, c)
-	send(t, c, mustHex(t, hexSetup))
+	send(t, c, protocoltest.Unhex(t, hexSetup))
 	got := readTPKT(t, c)
-	if want := mustHex(t, "0300001b02f080320300000000000800000000f0000001000100f0"); !bytes.Equal(got, want) {
+	if want := protocoltest.Unhex(t, "0300001b02f080320300000000000800000000f0000001000100f0"); !bytes.Equal(got, want) {
 		t.Fatalf("nmap setup\n got % x\nwant % x", got, want)
 	}
 }
@@ -569,7 +550,7 @@ func TestReadWriteAcrossSessions(t *testing.T) {
 
 	// Initial DB1 content: REAL 63.2 at DBD0.
 	got := readVar(t, b, varItem(AreaDB, 1, TSReal, 1, 0, 0))
-	if want := mustHex(t, "32030000030000020008000004 01 ff070004 427cccd0"); !bytes.Equal(got, want) {
+	if want := protocoltest.Unhex(t, "32030000030000020008000004 01 ff070004 427cccd0"); !bytes.Equal(got, want) {
 		t.Fatalf("read DB1.DBD0\n got % x\nwant % x", got, want)
 	}
 
@@ -577,7 +558,7 @@ func TestReadWriteAcrossSessions(t *testing.T) {
 	resp := writeVar(t, a,
 		[]Item{varItem(AreaDB, 1, TSByte, 3, 10, 0), varItem(AreaMerkers, 0, TSBit, 1, 5, 3), varItem(AreaOutputs, 0, TSWord, 1, 0, 0)},
 		[]DataItem{{0, DTSByte, []byte{0xde, 0xad, 0xbe}}, {0, DTSBit, []byte{1}}, {0, DTSByte, []byte{0x12, 0x34}}})
-	if want := mustHex(t, "320300000400000200030000 0503 ffffff"); !bytes.Equal(resp, want) {
+	if want := protocoltest.Unhex(t, "320300000400000200030000 0503 ffffff"); !bytes.Equal(resp, want) {
 		t.Fatalf("write\n got % x\nwant % x", resp, want)
 	}
 
@@ -594,7 +575,7 @@ func TestReadWriteAcrossSessions(t *testing.T) {
 		t.Fatalf("read back\n got % x\nwant % x", got, want)
 	}
 	// Padding: item 1 (3 bytes) is followed by a fill byte.
-	if !bytes.Contains(got, mustHex(t, "ff040018deadbe00ff030001")) {
+	if !bytes.Contains(got, protocoltest.Unhex(t, "ff040018deadbe00ff030001")) {
 		t.Errorf("odd item not padded: % x", got)
 	}
 
@@ -677,14 +658,14 @@ func TestReadWriteErrors(t *testing.T) {
 	}
 	t.Run("answer larger than the PDU: Ack 0x8500", func(t *testing.T) {
 		got := readVar(t, c, varItem(AreaMerkers, 0, TSByte, 230, 0, 0))
-		if want := mustHex(t, "320200000300000000008500"); !bytes.Equal(got, want) {
+		if want := protocoltest.Unhex(t, "320200000300000000008500"); !bytes.Equal(got, want) {
 			t.Fatalf("\n got % x\nwant % x", got, want)
 		}
 	})
 	t.Run("request larger than the PDU: Ack 0x8104", func(t *testing.T) {
 		data := make([]byte, 236)
 		got := writeVar(t, c, []Item{varItem(AreaMerkers, 0, TSByte, 236, 0, 0)}, []DataItem{{0, DTSByte, data}})
-		if want := mustHex(t, "320200000400000000008104"); !bytes.Equal(got, want) {
+		if want := protocoltest.Unhex(t, "320200000400000000008104"); !bytes.Equal(got, want) {
 			t.Fatalf("\n got % x\nwant % x", got, want)
 		}
 	})
@@ -698,7 +679,7 @@ func TestReadWriteErrors(t *testing.T) {
 		c := dial(t, srv)
 		connect(t, c, 480)
 		got := readVar(t, c, items...)
-		if want := mustHex(t, "320200000300000000008104"); !bytes.Equal(got, want) {
+		if want := protocoltest.Unhex(t, "320200000300000000008104"); !bytes.Equal(got, want) {
 			t.Fatalf("\n got % x\nwant % x", got, want)
 		}
 	})
@@ -754,7 +735,7 @@ func TestStopStart(t *testing.T) {
 	for _, s := range steps {
 		t.Run(s.name, func(t *testing.T) {
 			got := job(t, a, Header{ROSCTR: ROSCTRJob, PDURef: 0x0500}, s.params, nil)
-			if want := mustHex(t, strings.ReplaceAll(s.want, " ", "")); !bytes.Equal(got, want) {
+			if want := protocoltest.Unhex(t, strings.ReplaceAll(s.want, " ", "")); !bytes.Equal(got, want) {
 				t.Fatalf("\n got % x\nwant % x", got, want)
 			}
 			// The mode is the device's: the other session sees it.
@@ -816,7 +797,7 @@ func TestUnsupportedAndMalformed(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			send(t, c, AppendDataPackets(nil, mustHex(t, tc.pdu), 1024))
+			send(t, c, AppendDataPackets(nil, protocoltest.Unhex(t, tc.pdu), 1024))
 			if tc.want == "" {
 				// Nothing comes back; the connection still works.
 				data, code, _ := readSZL(t, c, 0x0424, 0)
@@ -826,7 +807,7 @@ func TestUnsupportedAndMalformed(t *testing.T) {
 				return
 			}
 			got := readPDU(t, c)
-			if want := mustHex(t, strings.ReplaceAll(tc.want, " ", "")); !bytes.Equal(got, want) {
+			if want := protocoltest.Unhex(t, strings.ReplaceAll(tc.want, " ", "")); !bytes.Equal(got, want) {
 				t.Fatalf("\n got % x\nwant % x", got, want)
 			}
 		})
@@ -842,21 +823,21 @@ func TestUnsupportedAndMalformed(t *testing.T) {
 	t.Run("S7comm-plus closes the connection", func(t *testing.T) {
 		c := dial(t, srv)
 		connect(t, c, 240)
-		send(t, c, AppendDataPackets(nil, mustHex(t, "72010012310000050000000000300000000072010000"), 1024))
+		send(t, c, AppendDataPackets(nil, protocoltest.Unhex(t, "72010012310000050000000000300000000072010000"), 1024))
 		expectClosed(t, c)
 	})
 	t.Run("job before setup communication", func(t *testing.T) {
 		c := dial(t, srv)
-		send(t, c, mustHex(t, hexStandardCR1))
+		send(t, c, protocoltest.Unhex(t, hexStandardCR1))
 		readTPKT(t, c)
 		got := readVar(t, c, varItem(AreaDB, 1, TSByte, 1, 0, 0))
-		if want := mustHex(t, "320200000300000000008104"); !bytes.Equal(got, want) {
+		if want := protocoltest.Unhex(t, "320200000300000000008104"); !bytes.Equal(got, want) {
 			t.Fatalf("\n got % x\nwant % x", got, want)
 		}
 	})
 	t.Run("DR is confirmed and closes", func(t *testing.T) {
 		c := dial(t, srv)
-		send(t, c, mustHex(t, hexStandardCR1))
+		send(t, c, protocoltest.Unhex(t, hexStandardCR1))
 		cc := readTPKT(t, c)
 		send(t, c, AppendTPKT(nil, AppendDisconnectRequest(nil, binary.BigEndian.Uint16(cc[8:10]), 4, ReasonNormal)))
 		dc := readTPKT(t, c)
@@ -867,13 +848,13 @@ func TestUnsupportedAndMalformed(t *testing.T) {
 	})
 	t.Run("bad TPKT version closes", func(t *testing.T) {
 		c := dial(t, srv)
-		send(t, c, mustHex(t, "0400001611e00000000400c1020100c2020101c0010a"))
+		send(t, c, protocoltest.Unhex(t, "0400001611e00000000400c1020100c2020101c0010a"))
 		expectClosed(t, c)
 	})
 	t.Run("unknown TPDU type gets an ER", func(t *testing.T) {
 		c := dial(t, srv)
 		connect(t, c, 240)
-		send(t, c, mustHex(t, "0300000803500004")) // LI 3, code 0x50 (RJ, not in class 0)
+		send(t, c, protocoltest.Unhex(t, "0300000803500004")) // LI 3, code 0x50 (RJ, not in class 0)
 		got := readTPKT(t, c)
 		if got[5] != TPDUError || got[8] != RejectInvalidTPDUType {
 			t.Fatalf("answer % x", got)
@@ -889,7 +870,7 @@ func TestFraming(t *testing.T) {
 
 	t.Run("CR, setup and SZL in one segment", func(t *testing.T) {
 		c := dial(t, srv)
-		send(t, c, mustHex(t, hexCRSlot0+hexSetup+hexSZL0011))
+		send(t, c, protocoltest.Unhex(t, hexCRSlot0+hexSetup+hexSZL0011))
 		if cc := readTPKT(t, c); cc[5] != TPDUConnConfirm {
 			t.Fatalf("CC % x", cc)
 		}
@@ -902,7 +883,7 @@ func TestFraming(t *testing.T) {
 	})
 	t.Run("one TPKT byte by byte", func(t *testing.T) {
 		c := dial(t, srv)
-		for _, b := range mustHex(t, hexCRSlot0) {
+		for _, b := range protocoltest.Unhex(t, hexCRSlot0) {
 			send(t, c, []byte{b})
 			time.Sleep(2 * time.Millisecond)
 		}
@@ -922,11 +903,11 @@ func TestFraming(t *testing.T) {
 	})
 	t.Run("answers are segmented to a small TPDU size", func(t *testing.T) {
 		c := dial(t, srv)
-		send(t, c, mustHex(t, "030000130ee00000004200c1020100c2020101")) // no TPDU size: 128
+		send(t, c, protocoltest.Unhex(t, "030000130ee00000004200c1020100c2020101")) // no TPDU size: 128
 		readTPKT(t, c)
-		send(t, c, mustHex(t, hexSetup))
+		send(t, c, protocoltest.Unhex(t, hexSetup))
 		readPDU(t, c)
-		send(t, c, mustHex(t, hexSZL001C))
+		send(t, c, protocoltest.Unhex(t, hexSZL001C))
 		n := 0
 		var pdu []byte
 		for {
@@ -954,11 +935,11 @@ func TestHostileInput(t *testing.T) {
 		write func(c net.Conn)
 	}{
 		{"EOF in the TPKT header", func(c net.Conn) { c.Write([]byte{3, 0}) }},
-		{"EOF in the TPKT body", func(c net.Conn) { c.Write(mustHex(t, hexCRSlot0)[:10]) }},
-		{"EOF after connect", func(c net.Conn) { c.Write(mustHex(t, hexCRSlot0)) }},
+		{"EOF in the TPKT body", func(c net.Conn) { c.Write(protocoltest.Unhex(t, hexCRSlot0)[:10]) }},
+		{"EOF after connect", func(c net.Conn) { c.Write(protocoltest.Unhex(t, hexCRSlot0)) }},
 		{"TPKT length below minimum", func(c net.Conn) { c.Write([]byte{3, 0, 0, 4}) }},
 		{"TPKT length too large", func(c net.Conn) { c.Write([]byte{3, 0, 0xff, 0xff, 0x02, 0xf0, 0x80}) }},
-		{"length indicator beyond the TPDU", func(c net.Conn) { c.Write(mustHex(t, "0300000720e000")) }},
+		{"length indicator beyond the TPDU", func(c net.Conn) { c.Write(protocoltest.Unhex(t, "0300000720e000")) }},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -985,7 +966,7 @@ func TestHostileInput(t *testing.T) {
 	})
 	t.Run("slow sender cannot stretch one TPKT", func(t *testing.T) {
 		c := dial(t, srv)
-		cr := mustHex(t, hexCRSlot0)
+		cr := protocoltest.Unhex(t, hexCRSlot0)
 		start := time.Now()
 		for i := 0; i < len(cr); i++ {
 			if _, err := c.Write(cr[i : i+1]); err != nil {

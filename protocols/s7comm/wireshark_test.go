@@ -63,7 +63,7 @@ func writePcap(t *testing.T, text2pcap string, ex []exchange) string {
 }
 
 func TestWiresharkDissector(t *testing.T) {
-	tshark := testenv.LookPath(t, "tshark")
+	testenv.LookPath(t, "tshark")
 	text2pcap := testenv.LookPath(t, "text2pcap")
 	h := newHandler(t, nil)
 	srv := protocoltest.ServeTCP(t, "", h)
@@ -77,11 +77,11 @@ func TestWiresharkDissector(t *testing.T) {
 	}
 	items := []Item{varItem(AreaDB, 1, TSReal, 1, 0, 0), varItem(AreaMerkers, 0, TSBit, 1, 5, 3), varItem(AreaDB, 9, TSByte, 1, 0, 0)}
 	ex := converse(t, c,
-		mustHex(t, hexStandardCR1),
-		mustHex(t, hexSetup),
-		mustHex(t, hexSZL0011),
+		protocoltest.Unhex(t, hexStandardCR1),
+		protocoltest.Unhex(t, hexSetup),
+		protocoltest.Unhex(t, hexSZL0011),
 		szl(2, 0x0111, 7),
-		mustHex(t, hexSZL001C),
+		protocoltest.Unhex(t, hexSZL001C),
 	)
 	// Follow-up for the second fragment of SZL 0x001C.
 	_, params, _, err := ParseHeader(ex[len(ex)-1].resp[7:])
@@ -103,10 +103,7 @@ func TestWiresharkDissector(t *testing.T) {
 		pdu(13, ROSCTRJob, []byte{FuncStartUpload}, nil),
 	)...)
 	pcap := writePcap(t, text2pcap, ex)
-	out, err := exec.Command(tshark, "-r", pcap, "-o", "tcp.desegment_tcp_streams:TRUE", "-O", "s7comm", "-V").CombinedOutput()
-	if err != nil {
-		t.Fatalf("tshark: %v\n%s", err, out)
-	}
+	out := protocoltest.Tshark(t, pcap, "-o", "tcp.desegment_tcp_streams:TRUE", "-O", "s7comm", "-V")
 	id := testIdentity()
 	for _, want := range []string{
 		"MlfB (Order number of the module): " + id.OrderNumber,
@@ -130,13 +127,7 @@ func TestWiresharkDissector(t *testing.T) {
 		}
 	}
 	// No answer of the device is malformed or raises expert information.
-	bad, err := exec.Command(tshark, "-r", pcap, "-Y", "tcp.srcport == 102 && (_ws.malformed || _ws.expert)").CombinedOutput()
-	if err != nil {
-		t.Fatalf("tshark: %v\n%s", err, bad)
-	}
-	if lines := strings.TrimSpace(strings.ReplaceAll(string(bad), "Running as user \"root\" and group \"root\". This could be dangerous.", "")); lines != "" {
-		t.Errorf("Wireshark flags answers:\n%s", lines)
-	}
+	protocoltest.TsharkClean(t, pcap, "tcp.srcport == 102 && (_ws.malformed || _ws.expert)")
 	if t.Failed() {
 		t.Logf("%s", out)
 	}
