@@ -176,12 +176,9 @@ func (c *memConn) SetWriteDeadline(time.Time) error { return nil }
 func FuzzServe(f *testing.F) {
 	f.Add([]byte("GET / HTTP/1.1\r\nHost: plc\r\n\r\nHEAD /Default.mwsl HTTP/1.1\r\nHost: plc\r\n\r\n"))
 	f.Add([]byte("GET /<script>alert(1)</script> HTTP/1.0\r\n\r\n"))
-	env := protocols.Env{
-		Identity: testIdentity(),
-		Logger:   protocoltest.Env(f, nil).Logger,
-		Boot:     time.Date(2026, 3, 1, 6, 0, 0, 0, time.UTC),
-		Now:      func() time.Time { return time.Date(2026, 3, 9, 8, 15, 0, 0, time.UTC) },
-	}
+	env := protocoltest.Env(f, testIdentity())
+	env.Boot = time.Date(2026, 3, 1, 6, 0, 0, 0, time.UTC)
+	env.Now = func() time.Time { return time.Date(2026, 3, 9, 8, 15, 0, 0, time.UTC) }
 	cfg := NewConfig()
 	cfg.MaxBodyBytes = 2048
 	cfg.MaxRequests = 20

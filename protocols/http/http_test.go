@@ -9,7 +9,6 @@ import (
 	"io"
 	"net"
 	nethttp "net/http"
-	"net/netip"
 	"os/exec"
 	"regexp"
 	"strconv"
@@ -23,20 +22,15 @@ import (
 	"github.com/pcapot/pcapot/protocols/protocoltest"
 )
 
+// testIdentity is the shared test persona with the station the pages below spell out.
 func testIdentity() *protocols.Identity {
-	return &protocols.Identity{
-		Vendor:      "Siemens",
-		Product:     "SIMATIC S7-1200",
-		Model:       "CPU 1214C DC/DC/DC",
-		OrderNumber: "6ES7 214-1AG40-0XB0",
-		Firmware:    "V4.5.2",
-		Hardware:    "1",
-		Serial:      "S C-K7Q112233",
-		Hostname:    "plc-line2",
-		ModuleName:  "PLC_1",
-		PlantID:     "LINE2-FILLING",
-		Location:    "Building B, cabinet 4",
-	}
+	id := protocoltest.Identity()
+	id.Serial = "S C-K7Q112233"
+	id.Hostname = "plc-line2"
+	id.ModuleName = "PLC_1"
+	id.PlantID = "LINE2-FILLING"
+	id.Location = "Building B, cabinet 4"
+	return id
 }
 
 // clock is a settable Env.Now.
@@ -825,23 +819,7 @@ func TestReadLoop(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		a, b := net.Pipe()
-		defer a.Close()
-		defer b.Close()
-		ctx, cancel := context.WithCancel(context.Background())
-		sess := protocoltest.NewSession(t, netip.MustParseAddrPort("127.0.0.1:80"), netip.MustParseAddrPort("127.0.0.1:40000"))
-		done := make(chan error, 1)
-		go func() { done <- h.ServeStream(ctx, sess, a) }()
-		time.Sleep(50 * time.Millisecond)
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("ServeStream: %v", err)
-			}
-		case <-time.After(2 * time.Second):
-			t.Fatal("ServeStream did not return after cancel")
-		}
+		protocoltest.CancelEnds(t, h)
 	})
 }
 
