@@ -65,7 +65,7 @@ func FuzzServeDatagram(f *testing.F) {
 	cfg := NewConfig()
 	cfg.WriteCommunity = "s3cr3t-rw"
 	cfg.RateLimit = 0
-	env := protocoltest.Env(f, testIdentity())
+	env := protocoltest.Env(f, protocoltest.Identity())
 	h, err := New(env, cfg)
 	if err != nil {
 		f.Fatal(err)

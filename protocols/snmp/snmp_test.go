@@ -25,25 +25,7 @@ import (
 	"github.com/pcapot/pcapot/protocols/protocoltest"
 )
 
-// testIdentity is the persona of the tests: an S7-1200 in a water works.
-func testIdentity() *protocols.Identity {
-	return &protocols.Identity{
-		Vendor:      "Siemens",
-		Product:     "SIMATIC S7-1200",
-		Model:       "CPU 1214C DC/DC/DC",
-		OrderNumber: "6ES7 214-1AG40-0XB0",
-		Firmware:    "V4.5.2",
-		Hardware:    "3",
-		Serial:      "S C-J7UD43012026",
-		MAC:         net.HardwareAddr{0x00, 0x1b, 0x1b, 0x4a, 0x10, 0xfe},
-		Hostname:    "plc-pumpstation-2",
-		ModuleName:  "PS2_PLC1",
-		Location:    "Pumpstation 2, cabinet A3",
-		Contact:     "Leitwarte +49 911 5555 310",
-		SysObjectID: "1.3.6.1.4.1.4329.6.1.2",
-	}
-}
-
+// wantDescr is the sysDescr of protocoltest.Identity().
 const wantDescr = "Siemens, SIMATIC S7-1200, CPU 1214C DC/DC/DC, 6ES7 214-1AG40-0XB0, HW: 3, FW: V4.5.2"
 
 // testBoot is when the test device booted; clocks start 1000 s later.
@@ -78,7 +60,7 @@ func newTestHandler(t testing.TB, mod func(*Config)) (*Handler, *clock) {
 	if mod != nil {
 		mod(cfg)
 	}
-	env := protocoltest.Env(t, testIdentity())
+	env := protocoltest.Env(t, protocoltest.Identity())
 	env.Boot = testBoot
 	env.Now = clk.now
 	h, err := New(env, cfg)
@@ -1318,7 +1300,7 @@ func TestConfig(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg, id := NewConfig(), testIdentity()
+			cfg, id := NewConfig(), protocoltest.Identity()
 			tc.mod(cfg, id)
 			env := protocoltest.Env(t, id)
 			h, err := Spec().New(env, cfg)
@@ -1336,7 +1318,7 @@ func TestConfig(t *testing.T) {
 			}
 		})
 	}
-	if _, err := Spec().New(protocoltest.Env(t, testIdentity()), struct{}{}); !errors.Is(err, protocols.ErrConfig) {
+	if _, err := Spec().New(protocoltest.Env(t, protocoltest.Identity()), struct{}{}); !errors.Is(err, protocols.ErrConfig) {
 		t.Errorf("foreign config: %v", err)
 	}
 }
@@ -1352,7 +1334,7 @@ func TestSpec(t *testing.T) {
 }
 
 func TestIdentityIsCopied(t *testing.T) {
-	id := testIdentity()
+	id := protocoltest.Identity()
 	env := protocoltest.Env(t, id)
 	h, err := New(env, NewConfig())
 	if err != nil {
@@ -1370,8 +1352,8 @@ var testEngineID = []byte{0x80, 0x00, 0x10, 0xe9, 0x03, 0x00, 0x1b, 0x1b, 0x4a, 
 // testBoots is snmpEngineBoots derived from the test identity's serial and MAC.
 func testBoots() byte {
 	f := fnv.New32a()
-	f.Write([]byte(testIdentity().Serial))
-	f.Write(testIdentity().MAC)
+	f.Write([]byte(protocoltest.Identity().Serial))
+	f.Write(protocoltest.Identity().MAC)
 	return byte(2 + f.Sum32()%40)
 }
 
