@@ -3,7 +3,6 @@ package bacnet
 import (
 	"bytes"
 	"context"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -58,15 +57,6 @@ func newHandler(t testing.TB, mod func(*Config)) *Handler {
 }
 
 // unhex decodes a hex string with spaces.
-func unhex(t testing.TB, s string) []byte {
-	t.Helper()
-	b, err := hex.DecodeString(strings.ReplaceAll(s, " ", ""))
-	if err != nil {
-		t.Fatalf("bad hex %q: %v", s, err)
-	}
-	return b
-}
-
 // str is the hex of an application-tagged UTF-8 CharacterString.
 func str(s string) string {
 	n := len(s) + 1
@@ -284,8 +274,8 @@ func TestServeDatagram(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHandler(t, nil)
-			got, ev := serve(t, h, "127.0.0.1:40000", unhex(t, tc.req))
-			want := unhex(t, tc.want)
+			got, ev := serve(t, h, "127.0.0.1:40000", protocoltest.Unhex(t, tc.req))
+			want := protocoltest.Unhex(t, tc.want)
 			if !bytes.Equal(got, want) {
 				t.Errorf("reply\n got %x\nwant %x", got, want)
 			}
@@ -325,8 +315,8 @@ func TestWriteRemembered(t *testing.T) {
 		{"read the overridden input", "127.0.0.1:40004", "810a0011 0104 0005010c 0c00000002 1955", "810a0017 0100 30010c 0c00000002 1955 3e 4442c80000 3f", false},
 	}
 	for _, st := range steps {
-		got, ev := serve(t, h, st.remote, unhex(t, st.req))
-		if want := unhex(t, st.want); !bytes.Equal(got, want) {
+		got, ev := serve(t, h, st.remote, protocoltest.Unhex(t, st.req))
+		if want := protocoltest.Unhex(t, st.want); !bytes.Equal(got, want) {
 			t.Fatalf("%s: reply\n got %x\nwant %x", st.name, got, want)
 		}
 		if ev.Write != st.write {
@@ -337,12 +327,12 @@ func TestWriteRemembered(t *testing.T) {
 		}
 	}
 	// Back in service the input follows the process again.
-	got, _ := serve(t, h, "127.0.0.1:40001", unhex(t, "810a0014 0104 0005010f 0c00000002 1951 3e 10 3f"))
-	if !bytes.Equal(got, unhex(t, "810a0009 0100 20010f")) {
+	got, _ := serve(t, h, "127.0.0.1:40001", protocoltest.Unhex(t, "810a0014 0104 0005010f 0c00000002 1951 3e 10 3f"))
+	if !bytes.Equal(got, protocoltest.Unhex(t, "810a0009 0100 20010f")) {
 		t.Fatalf("out-of-service false: %x", got)
 	}
-	got, _ = serve(t, h, "127.0.0.1:40001", unhex(t, "810a0011 0104 0005010c 0c00000002 1955"))
-	if bytes.Contains(got, unhex(t, "4442c80000")) {
+	got, _ = serve(t, h, "127.0.0.1:40001", protocoltest.Unhex(t, "810a0011 0104 0005010c 0c00000002 1955"))
+	if bytes.Contains(got, protocoltest.Unhex(t, "4442c80000")) {
 		t.Errorf("input still reads the written value after going back in service: %x", got)
 	}
 }
@@ -351,7 +341,7 @@ func TestCommunicationControl(t *testing.T) {
 	h := newHandler(t, func(c *Config) { c.Password = "filter" })
 	now := testNow
 	h.env.Now = func() time.Time { return now }
-	whoIs := unhex(t, "810b0008 0100 1008")
+	whoIs := protocoltest.Unhex(t, "810b0008 0100 1008")
 	steps := []struct {
 		name, req, want string
 		advance         time.Duration
@@ -373,10 +363,10 @@ func TestCommunicationControl(t *testing.T) {
 		now = now.Add(st.advance)
 		req := whoIs
 		if st.req != "" {
-			req = unhex(t, st.req)
+			req = protocoltest.Unhex(t, st.req)
 		}
 		got, ev := serve(t, h, "127.0.0.1:40010", req)
-		if want := unhex(t, st.want); !bytes.Equal(got, want) {
+		if want := protocoltest.Unhex(t, st.want); !bytes.Equal(got, want) {
 			t.Fatalf("%s: reply\n got %x\nwant %x", st.name, got, want)
 		}
 		if st.req == "" && st.want == "" && ev.Detail["result"] != "communication_disabled" {
@@ -504,7 +494,7 @@ func TestLoopback(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if _, err := c.Write(unhex(t, "810b0008 0100 1008")); err != nil {
+	if _, err := c.Write(protocoltest.Unhex(t, "810b0008 0100 1008")); err != nil {
 		t.Fatal(err)
 	}
 	c.SetReadDeadline(time.Now().Add(5 * time.Second))
@@ -513,7 +503,7 @@ func TestLoopback(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := unhex(t, "810a0014 0100 "+iAm); !bytes.Equal(buf[:n], want) {
+	if want := protocoltest.Unhex(t, "810a0014 0100 "+iAm); !bytes.Equal(buf[:n], want) {
 		t.Errorf("I-Am %x, want %x", buf[:n], want)
 	}
 	sess := srv.Sessions()
@@ -551,35 +541,11 @@ func TestNmapBacnetInfo(t *testing.T) {
 	}
 }
 
-// appendPcapUDP appends one IPv4/UDP packet between 127.0.0.1 ports to a classic pcap
-// (LINKTYPE_RAW) being built in buf.
-func appendPcapUDP(buf []byte, i int, from, to uint16, payload []byte) []byte {
-	if len(buf) == 0 {
-		buf = append(buf, 0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 101, 0, 0, 0)
-	}
-	n := 28 + len(payload)
-	pkt := []byte{0x45, 0, byte(n >> 8), byte(n), 0, 0, 0x40, 0, 64, 17, 0, 0, 127, 0, 0, 1, 127, 0, 0, 1,
-		byte(from >> 8), byte(from), byte(to >> 8), byte(to), byte((n - 20) >> 8), byte(n - 20), 0, 0}
-	var sum uint32
-	for j := 0; j < 20; j += 2 {
-		sum += uint32(pkt[j])<<8 | uint32(pkt[j+1])
-	}
-	for sum > 0xffff {
-		sum = sum&0xffff + sum>>16
-	}
-	pkt[10], pkt[11] = byte(^sum>>8), byte(^sum)
-	pkt = append(pkt, payload...)
-	ts := uint32(1741944615 + i)
-	rec := []byte{byte(ts), byte(ts >> 8), byte(ts >> 16), byte(ts >> 24), 0, 0, 0, 0,
-		byte(len(pkt)), byte(len(pkt) >> 8), 0, 0, byte(len(pkt)), byte(len(pkt) >> 8), 0, 0}
-	return append(append(buf, rec...), pkt...)
-}
-
 // TestTsharkDissects writes the requests and replies of the byte-level cases into a
 // pcap and has Wireshark's BACnet dissectors (BVLC, NPDU, APDU) decode it: no reply
 // may be malformed, and the decoded values must be the persona's.
 func TestTsharkDissects(t *testing.T) {
-	tshark := testenv.LookPath(t, "tshark")
+	testenv.LookPath(t, "tshark")
 	h := newHandler(t, nil)
 	reqs := []string{
 		"810b0008 0100 1008",
@@ -602,25 +568,18 @@ func TestTsharkDissects(t *testing.T) {
 		"810a000c 0108 0007 01 0c 1008",
 		"810a000f 0104 0005010c 0c00000001",
 	}
-	var pcap []byte
-	for i, r := range reqs {
-		req := unhex(t, r)
-		pcap = appendPcapUDP(pcap, 2*i, 40000, 47808, req)
+	var pcap protocoltest.Pcap
+	for _, r := range reqs {
+		req := protocoltest.Unhex(t, r)
+		pcap.UDP(40000, 47808, req)
 		got, _ := serve(t, h, "127.0.0.1:40000", req)
 		if got == nil {
 			t.Fatalf("no reply to %s", r)
 		}
-		pcap = appendPcapUDP(pcap, 2*i+1, 47808, 40000, got)
+		pcap.UDP(47808, 40000, got)
 	}
-	file := t.TempDir() + "/bacnet.pcap"
-	if err := os.WriteFile(file, pcap, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	out, err := exec.Command(tshark, "-r", file, "-V", "-o", "gui.column.format:\"Info\",\"%i\"").CombinedOutput()
-	if err != nil {
-		t.Fatalf("tshark: %v\n%s", err, out)
-	}
-	text := string(out)
+	file := pcap.Write(t, "bacnet.pcap")
+	text := string(protocoltest.Tshark(t, file, "-V", "-o", "gui.column.format:\"Info\",\"%i\""))
 	for _, bad := range []string{"Malformed", "Expert Info (Error", "Expert Info (Warning"} {
 		if strings.Contains(text, bad) {
 			t.Errorf("tshark reports %q:\n%s", bad, text)

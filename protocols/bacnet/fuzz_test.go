@@ -14,9 +14,9 @@ import (
 // message that fits in one datagram. The seed corpus is in
 // testdata/fuzz/FuzzServeDatagram.
 func FuzzServeDatagram(f *testing.F) {
-	f.Add(unhex(f, "810b0008 0100 1008"))
-	f.Add(unhex(f, "810a0011 0104 0005010c 0c023fffff 194d"))
-	f.Add(unhex(f, "810a0013 0104 0005010e 0c0201d4e2 1e 0908 1f"))
+	f.Add(protocoltest.Unhex(f, "810b0008 0100 1008"))
+	f.Add(protocoltest.Unhex(f, "810a0011 0104 0005010c 0c023fffff 194d"))
+	f.Add(protocoltest.Unhex(f, "810a0013 0104 0005010e 0c0201d4e2 1e 0908 1f"))
 	h := newHandler(f, nil)
 	local, remote := netip.MustParseAddrPort("127.0.0.1:47808"), netip.MustParseAddrPort("127.0.0.1:40000")
 	f.Fuzz(func(t *testing.T, req []byte) {
@@ -53,9 +53,9 @@ func FuzzServeDatagram(f *testing.F) {
 // FuzzNPDU checks that ParseNPDU never panics and that AppendNPDU rebuilds what it
 // parsed (when no reserved control bits are set).
 func FuzzNPDU(f *testing.F) {
-	f.Add(unhex(f, "0100 1008"))
-	f.Add(unhex(f, "0128 0007 01 0c 0009 02 0a0b ff 1008"))
-	f.Add(unhex(f, "01a0 ffff 00 ff 80 0105 00"))
+	f.Add(protocoltest.Unhex(f, "0100 1008"))
+	f.Add(protocoltest.Unhex(f, "0128 0007 01 0c 0009 02 0a0b ff 1008"))
+	f.Add(protocoltest.Unhex(f, "01a0 ffff 00 ff 80 0105 00"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		n, apdu, err := ParseNPDU(b)
 		if err != nil {
@@ -78,9 +78,9 @@ func FuzzNPDU(f *testing.F) {
 
 // FuzzServiceRequests runs every service-request parser over arbitrary bytes.
 func FuzzServiceRequests(f *testing.F) {
-	f.Add(unhex(f, "0c00000001 1955 2901"))
-	f.Add(unhex(f, "0c023fffff 1e 0979 0978 1f"))
-	f.Add(unhex(f, "0c00800001 1955 3e 4441940000 3f 4908"))
+	f.Add(protocoltest.Unhex(f, "0c00000001 1955 2901"))
+	f.Add(protocoltest.Unhex(f, "0c023fffff 1e 0979 0978 1f"))
+	f.Add(protocoltest.Unhex(f, "0c00800001 1955 3e 4441940000 3f 4908"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		ParseWhoIs(b)
 		ParseWhoHas(b)

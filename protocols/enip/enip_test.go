@@ -61,15 +61,6 @@ func static(c *Config) {
 	}
 }
 
-func unhex(t testing.TB, s string) []byte {
-	t.Helper()
-	b, err := hex.DecodeString(strings.ReplaceAll(s, " ", ""))
-	if err != nil {
-		t.Fatalf("bad hex %q: %v", s, err)
-	}
-	return b
-}
-
 // The identity attributes 1-7 of the test persona: vendor 1, type 14, product code 57,
 // revision 32.11, status 0x0060, serial 0x4a3b2c1d, product name.
 var identityAttrs = "0100 0e00 3900 200b 6000 1d2c3b4a 14" + hex.EncodeToString([]byte(testIdentity.Model))
@@ -138,7 +129,7 @@ func (c *client) roundTrip(req []byte) ([]byte, error) {
 // register registers a session and returns its handle.
 func (c *client) register() uint32 {
 	c.t.Helper()
-	r, err := c.roundTrip(unhex(c.t, "6500 0400 00000000 00000000 "+ctx8+" 00000000 0100 0000"))
+	r, err := c.roundTrip(protocoltest.Unhex(c.t, "6500 0400 00000000 00000000 "+ctx8+" 00000000 0100 0000"))
 	if err != nil || len(r) != 28 || r[8] != 0 {
 		c.t.Fatalf("RegisterSession: %x %v", r, err)
 	}
@@ -203,11 +194,11 @@ func TestEncapsulation(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			c := dial(t, newHandler(t, nil))
-			got, err := c.roundTrip(unhex(t, tc.req))
+			got, err := c.roundTrip(protocoltest.Unhex(t, tc.req))
 			if err != nil {
 				t.Fatal(err)
 			}
-			if want := unhex(t, tc.want); !bytes.Equal(got, want) {
+			if want := protocoltest.Unhex(t, tc.want); !bytes.Equal(got, want) {
 				t.Errorf("reply\n got %x\nwant %x", got, want)
 			}
 			c.conn.Close()
@@ -231,8 +222,8 @@ func TestSessionLifecycle(t *testing.T) {
 		t.Fatal("session handle 0")
 	}
 	// A second RegisterSession on the connection: "invalid command" with the handle.
-	r, _ := c.roundTrip(unhex(t, "6500 0400 00000000 00000000 "+ctx8+" 00000000 0100 0000"))
-	if want := fmt.Sprintf("6500 0400 %08x 01000000 %s 00000000 0100 0000", swap32(handle), ctx8); !bytes.Equal(r, unhex(t, want)) {
+	r, _ := c.roundTrip(protocoltest.Unhex(t, "6500 0400 00000000 00000000 "+ctx8+" 00000000 0100 0000"))
+	if want := fmt.Sprintf("6500 0400 %08x 01000000 %s 00000000 0100 0000", swap32(handle), ctx8); !bytes.Equal(r, protocoltest.Unhex(t, want)) {
 		t.Errorf("second register %x, want %s", r, want)
 	}
 	// Another connection gets another handle.
@@ -240,7 +231,7 @@ func TestSessionLifecycle(t *testing.T) {
 		t.Errorf("two connections share handle %08x", handle)
 	}
 	// Bad CPF in SendRRData: incorrect data.
-	bad := AppendEncap(nil, Header{Command: CmdSendRRData, Session: handle}, unhex(t, "00000000 0000 0100 b200 0000"))
+	bad := AppendEncap(nil, Header{Command: CmdSendRRData, Session: handle}, protocoltest.Unhex(t, "00000000 0000 0100 b200 0000"))
 	r, _ = c.roundTrip(bad)
 	if st := binary.LittleEndian.Uint32(r[8:]); st != StatusIncorrectData {
 		t.Errorf("one-item CPF: status 0x%x, want 0x3", st)
@@ -330,11 +321,11 @@ func TestCIP(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			c := dial(t, newHandler(t, static))
 			handle := c.register()
-			r, err := c.roundTrip(rr(handle, unhex(t, tc.req)))
+			r, err := c.roundTrip(rr(handle, protocoltest.Unhex(t, tc.req)))
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got, want := cipReply(t, r), unhex(t, tc.want); !bytes.Equal(got, want) {
+			if got, want := cipReply(t, r), protocoltest.Unhex(t, tc.want); !bytes.Equal(got, want) {
 				t.Errorf("reply\n got %x\nwant %x", got, want)
 			}
 			c.conn.Close()
@@ -371,11 +362,11 @@ func TestWriteRemembered(t *testing.T) {
 	for i, st := range steps {
 		c := dial(t, h) // a new connection per step
 		handle := c.register()
-		r, err := c.roundTrip(rr(handle, unhex(t, st.req)))
+		r, err := c.roundTrip(rr(handle, protocoltest.Unhex(t, st.req)))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got, want := cipReply(t, r), unhex(t, st.want); !bytes.Equal(got, want) {
+		if got, want := cipReply(t, r), protocoltest.Unhex(t, st.want); !bytes.Equal(got, want) {
 			t.Fatalf("step %d %s: reply\n got %x\nwant %x", i, st.name, got, want)
 		}
 		c.conn.Close()
@@ -393,7 +384,7 @@ func TestConnectedMessaging(t *testing.T) {
 	h := newHandler(t, nil)
 	c := dial(t, h)
 	handle := c.register()
-	fo := unhex(t, "54 02 2006 2401 0a0e 02000080 01000080 3412 4d00 78563412 01 000000 80841e00 f443 80841e00 f443 a3 03 010020022401")
+	fo := protocoltest.Unhex(t, "54 02 2006 2401 0a0e 02000080 01000080 3412 4d00 78563412 01 000000 80841e00 f443 80841e00 f443 a3 03 010020022401")
 	r, err := c.roundTrip(rr(handle, fo))
 	if err != nil {
 		t.Fatal(err)
@@ -403,17 +394,17 @@ func TestConnectedMessaging(t *testing.T) {
 		t.Fatalf("forward open reply %+v %v", resp, err)
 	}
 	otID := binary.LittleEndian.Uint32(resp.Data)
-	if want := unhex(t, "01000080 3412 4d00 78563412 80841e00 80841e00 0000"); !bytes.Equal(resp.Data[4:], want) {
+	if want := protocoltest.Unhex(t, "01000080 3412 4d00 78563412 80841e00 80841e00 0000"); !bytes.Equal(resp.Data[4:], want) {
 		t.Errorf("forward open reply data %x, want ot-id + %x", resp.Data, want)
 	}
 	// The same triad again: duplicate.
 	r, _ = c.roundTrip(rr(handle, fo))
-	if got := cipReply(t, r); !bytes.Equal(got, unhex(t, "d4 00 01 01 0001 3412 4d00 78563412 00 00")) {
+	if got := cipReply(t, r); !bytes.Equal(got, protocoltest.Unhex(t, "d4 00 01 01 0001 3412 4d00 78563412 00 00")) {
 		t.Errorf("duplicate forward open %x", got)
 	}
 	unit := func(conn uint32, seq uint16, cip string) []byte {
 		body := binary.LittleEndian.AppendUint16(nil, seq)
-		data := AppendRRData(nil, Item{Type: ItemConnectedAddress, Data: binary.LittleEndian.AppendUint32(nil, conn)}, Item{Type: ItemConnectedData, Data: append(body, unhex(t, cip)...)})
+		data := AppendRRData(nil, Item{Type: ItemConnectedAddress, Data: binary.LittleEndian.AppendUint32(nil, conn)}, Item{Type: ItemConnectedData, Data: append(body, protocoltest.Unhex(t, cip)...)})
 		return AppendEncap(nil, Header{Command: CmdSendUnitData, Session: handle}, data)
 	}
 	r, err = c.roundTrip(unit(otID, 7, "4d 07 91 0b 4c696e65315f5370656564 00 ca00 0100 00005e42"))
@@ -421,21 +412,21 @@ func TestConnectedMessaging(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := AppendEncap(nil, Header{Command: CmdSendUnitData, Session: handle},
-		AppendRRData(nil, Item{Type: ItemConnectedAddress, Data: unhex(t, "01000080")}, Item{Type: ItemConnectedData, Data: unhex(t, "0700 cd000000")}))
+		AppendRRData(nil, Item{Type: ItemConnectedAddress, Data: protocoltest.Unhex(t, "01000080")}, Item{Type: ItemConnectedData, Data: protocoltest.Unhex(t, "0700 cd000000")}))
 	if !bytes.Equal(r, want) {
 		t.Errorf("connected write\n got %x\nwant %x", r, want)
 	}
 	r, _ = c.roundTrip(unit(otID, 8, "4c 07 91 0b 4c696e65315f5370656564 00 0100"))
-	if !bytes.HasSuffix(r, unhex(t, "0800 cc000000 ca00 00005e42")) {
+	if !bytes.HasSuffix(r, protocoltest.Unhex(t, "0800 cc000000 ca00 00005e42")) {
 		t.Errorf("connected read %x", r)
 	}
 	// Unknown connection id: dropped.
 	if r, _ := c.roundTrip(unit(otID+1, 9, "4c 07 91 0b 4c696e65315f5370656564 00 0100")); r != nil {
 		t.Errorf("reply %x for an unknown connection", r)
 	}
-	fc := unhex(t, "4e 02 2006 2401 0a0e 3412 4d00 78563412 03 00 010020022401")
+	fc := protocoltest.Unhex(t, "4e 02 2006 2401 0a0e 3412 4d00 78563412 03 00 010020022401")
 	r, _ = c.roundTrip(rr(handle, fc))
-	if got := cipReply(t, r); !bytes.Equal(got, unhex(t, "ce 00 00 00 3412 4d00 78563412 00 00")) {
+	if got := cipReply(t, r); !bytes.Equal(got, protocoltest.Unhex(t, "ce 00 00 00 3412 4d00 78563412 00 00")) {
 		t.Errorf("forward close %x", got)
 	}
 	if r, _ := c.roundTrip(unit(otID, 10, "4c 07 91 0b 4c696e65315f5370656564 00 0100")); r != nil {
@@ -455,7 +446,7 @@ func TestConnectionLimit(t *testing.T) {
 	c := dial(t, h)
 	handle := c.register()
 	for i := range maxConnections + 1 {
-		fo := unhex(t, fmt.Sprintf("54 02 2006 2401 0a0e 02000080 01000080 %04x 4d00 78563412 01 000000 80841e00 f443 80841e00 f443 a3 03 010020022401", swap16(uint16(i))))
+		fo := protocoltest.Unhex(t, fmt.Sprintf("54 02 2006 2401 0a0e 02000080 01000080 %04x 4d00 78563412 01 000000 80841e00 f443 80841e00 f443 a3 03 010020022401", swap16(uint16(i))))
 		r, err := c.roundTrip(rr(handle, fo))
 		if err != nil {
 			t.Fatal(err)
@@ -480,11 +471,11 @@ func swap16(v uint16) uint16 { return v<<8 | v>>8 }
 func TestResetDropsConnection(t *testing.T) {
 	c := dial(t, newHandler(t, nil))
 	handle := c.register()
-	r, err := c.roundTrip(rr(handle, unhex(t, "05 02 2001 2401")))
+	r, err := c.roundTrip(rr(handle, protocoltest.Unhex(t, "05 02 2001 2401")))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := cipReply(t, r); !bytes.Equal(got, unhex(t, "85 00 00 00")) {
+	if got := cipReply(t, r); !bytes.Equal(got, protocoltest.Unhex(t, "85 00 00 00")) {
 		t.Errorf("reset reply %x", got)
 	}
 	if err := <-c.done; err != nil {
@@ -499,11 +490,11 @@ func TestResetDropsConnection(t *testing.T) {
 func TestHostileStreams(t *testing.T) {
 	t.Run("length beyond limit", func(t *testing.T) {
 		c := dial(t, newHandler(t, nil))
-		r, err := c.roundTrip(unhex(t, "6f00 ffff 00000000 00000000 "+ctx8+" 00000000"))
+		r, err := c.roundTrip(protocoltest.Unhex(t, "6f00 ffff 00000000 00000000 "+ctx8+" 00000000"))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if want := unhex(t, "6f00 0000 00000000 65000000 "+ctx8+" 00000000"); !bytes.Equal(r, want) {
+		if want := protocoltest.Unhex(t, "6f00 0000 00000000 65000000 "+ctx8+" 00000000"); !bytes.Equal(r, want) {
 			t.Errorf("reply %x, want %x", r, want)
 		}
 		if err := <-c.done; err != nil {
@@ -512,7 +503,7 @@ func TestHostileStreams(t *testing.T) {
 	})
 	t.Run("half header then close", func(t *testing.T) {
 		c := dial(t, newHandler(t, nil))
-		c.conn.Write(unhex(t, "6300 0000 0000"))
+		c.conn.Write(protocoltest.Unhex(t, "6300 0000 0000"))
 		c.conn.Close()
 		select {
 		case err := <-c.done:
@@ -526,7 +517,7 @@ func TestHostileStreams(t *testing.T) {
 	t.Run("idle timeout on a half frame", func(t *testing.T) {
 		h := newHandler(t, func(c *Config) { c.IdleTimeout = 200 * time.Millisecond })
 		c := dial(t, h)
-		c.conn.Write(unhex(t, "6500 0400 00000000 00000000 "+ctx8+" 00000000 01"))
+		c.conn.Write(protocoltest.Unhex(t, "6500 0400 00000000 00000000 "+ctx8+" 00000000 01"))
 		select {
 		case err := <-c.done:
 			if err != nil {
@@ -539,7 +530,7 @@ func TestHostileStreams(t *testing.T) {
 	t.Run("request limit", func(t *testing.T) {
 		h := newHandler(t, func(c *Config) { c.MaxRequests = 2 })
 		c := dial(t, h)
-		req := unhex(t, "6300 0000 00000000 00000000 "+ctx8+" 00000000")
+		req := protocoltest.Unhex(t, "6300 0000 00000000 00000000 "+ctx8+" 00000000")
 		go c.conn.Write(bytes.Repeat(req, 3))
 		for range 2 {
 			if r, err := c.roundTrip(nil); err != nil || r == nil {
@@ -553,7 +544,7 @@ func TestHostileStreams(t *testing.T) {
 	t.Run("busy stream that always ends mid-message outlives the idle timeout", func(t *testing.T) {
 		h := newHandler(t, func(c *Config) { c.IdleTimeout = 300 * time.Millisecond })
 		c := dial(t, h)
-		msg := unhex(t, "6400 0000 00000000 00000000 "+ctx8+" 00000000")
+		msg := protocoltest.Unhex(t, "6400 0000 00000000 00000000 "+ctx8+" 00000000")
 		go func() {
 			c.conn.Write(msg[:10])
 			for range 12 { // 1.2 s of traffic, each write ending inside the next message
@@ -571,7 +562,7 @@ func TestHostileStreams(t *testing.T) {
 	})
 	t.Run("several messages in one segment", func(t *testing.T) {
 		c := dial(t, newHandler(t, nil))
-		req := unhex(t, "0400 0000 00000000 00000000 "+ctx8+" 00000000 6400 0000 00000000 00000000 "+ctx8+" 00000000")
+		req := protocoltest.Unhex(t, "0400 0000 00000000 00000000 "+ctx8+" 00000000 6400 0000 00000000 00000000 "+ctx8+" 00000000")
 		r1, err := c.roundTrip(req)
 		if err != nil || r1 == nil || r1[0] != 0x04 {
 			t.Fatalf("first reply %x %v", r1, err)
@@ -598,7 +589,7 @@ func TestUDP(t *testing.T) {
 	}
 	buf := make([]byte, 1500)
 	for _, tc := range tests {
-		if _, err := c.Write(unhex(t, tc.req)); err != nil {
+		if _, err := c.Write(protocoltest.Unhex(t, tc.req)); err != nil {
 			t.Fatal(err)
 		}
 		c.SetReadDeadline(time.Now().Add(3 * time.Second))
@@ -606,7 +597,7 @@ func TestUDP(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", tc.name, err)
 		}
-		if want := unhex(t, tc.want); !bytes.Equal(buf[:n], want) {
+		if want := protocoltest.Unhex(t, tc.want); !bytes.Equal(buf[:n], want) {
 			t.Errorf("%s: reply\n got %x\nwant %x", tc.name, buf[:n], want)
 		}
 	}
@@ -735,9 +726,10 @@ func TestNmapEnipInfo(t *testing.T) {
 	}
 }
 
-// appendPcapTCP... the tshark check builds a pcap of the byte-level exchanges.
+// TestTsharkDissects has Wireshark's ENIP and CIP dissectors decode a pcap of the
+// byte-level exchanges.
 func TestTsharkDissects(t *testing.T) {
-	tshark := testenv.LookPath(t, "tshark")
+	testenv.LookPath(t, "tshark")
 	h := newHandler(t, nil)
 	c := dial(t, h)
 	var msgs [][]byte
@@ -748,9 +740,9 @@ func TestTsharkDissects(t *testing.T) {
 		}
 		msgs = append(msgs, req, r)
 	}
-	send(unhex(t, "6300 0000 00000000 00000000 00000000c1debed1 00000000"))
-	send(unhex(t, "0400 0000 00000000 00000000 "+ctx8+" 00000000"))
-	reg := unhex(t, "6500 0400 00000000 00000000 "+ctx8+" 00000000 0100 0000")
+	send(protocoltest.Unhex(t, "6300 0000 00000000 00000000 00000000c1debed1 00000000"))
+	send(protocoltest.Unhex(t, "0400 0000 00000000 00000000 "+ctx8+" 00000000"))
+	reg := protocoltest.Unhex(t, "6500 0400 00000000 00000000 "+ctx8+" 00000000 0100 0000")
 	send(reg)
 	handle := binary.LittleEndian.Uint32(msgs[len(msgs)-1][4:])
 	for _, cip := range []string{
@@ -765,14 +757,14 @@ func TestTsharkDissects(t *testing.T) {
 		"55 03 206b 2500 0000 0200 0100 0200",
 		"54 02 2006 2401 0a0e 02000080 01000080 3412 4d00 78563412 01 000000 80841e00 f443 80841e00 f443 a3 03 010020022401",
 	} {
-		send(rr(handle, unhex(t, cip)))
+		send(rr(handle, protocoltest.Unhex(t, cip)))
 	}
 	fo, _ := ParseResponse(cipReply(t, msgs[len(msgs)-1]))
-	body := append([]byte{1, 0}, unhex(t, "4c 07 91 0b 4c696e65315f5370656564 00 0100")...)
+	body := append([]byte{1, 0}, protocoltest.Unhex(t, "4c 07 91 0b 4c696e65315f5370656564 00 0100")...)
 	send(AppendEncap(nil, Header{Command: CmdSendUnitData, Session: handle}, AppendRRData(nil,
 		Item{Type: ItemConnectedAddress, Data: fo.Data[:4]}, Item{Type: ItemConnectedData, Data: body})))
 	// One TCP stream, client port 50000, server 44818, sequence numbers consistent.
-	var pcap []byte
+	var pcap protocoltest.Pcap
 	seq := [2]uint32{1000, 5000}
 	for i, m := range msgs {
 		dir := i % 2
@@ -780,18 +772,11 @@ func TestTsharkDissects(t *testing.T) {
 		if dir == 1 {
 			from, to = to, from
 		}
-		pcap = appendPcapTCP(pcap, i, from, to, seq[dir], seq[1-dir], m)
+		pcap.TCP(from, to, seq[dir], seq[1-dir], m)
 		seq[dir] += uint32(len(m))
 	}
-	file := t.TempDir() + "/enip.pcap"
-	if err := os.WriteFile(file, pcap, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	out, err := exec.Command(tshark, "-r", file, "-V", "-o", "tcp.analyze_sequence_numbers:FALSE").CombinedOutput()
-	if err != nil {
-		t.Fatalf("tshark: %v\n%s", err, out)
-	}
-	text := string(out)
+	file := pcap.Write(t, "enip.pcap")
+	text := string(protocoltest.Tshark(t, file, "-V", "-o", "tcp.analyze_sequence_numbers:FALSE"))
 	for _, bad := range []string{"Malformed", "Expert Info (Error"} {
 		if strings.Contains(text, bad) {
 			t.Errorf("tshark reports %q", bad)
@@ -809,28 +794,6 @@ func TestTsharkDissects(t *testing.T) {
 	if t.Failed() {
 		t.Logf("%s", text)
 	}
-}
-
-// appendPcapTCP appends one IPv4/TCP segment (PSH|ACK) between 127.0.0.1 ports to a
-// classic pcap (LINKTYPE_RAW) being built in buf.
-func appendPcapTCP(buf []byte, i int, from, to uint16, seq, ack uint32, payload []byte) []byte {
-	if len(buf) == 0 {
-		buf = append(buf, 0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 101, 0, 0, 0)
-	}
-	n := 40 + len(payload)
-	pkt := []byte{0x45, 0, byte(n >> 8), byte(n), 0, 0, 0x40, 0, 64, 6, 0, 0, 127, 0, 0, 1, 127, 0, 0, 1}
-	pkt = binary.BigEndian.AppendUint16(pkt, from)
-	pkt = binary.BigEndian.AppendUint16(pkt, to)
-	pkt = binary.BigEndian.AppendUint32(pkt, seq)
-	pkt = binary.BigEndian.AppendUint32(pkt, ack)
-	pkt = append(pkt, 0x50, 0x18, 0xff, 0xff, 0, 0, 0, 0)
-	pkt = append(pkt, payload...)
-	ts := uint32(1741944615 + i)
-	rec := binary.LittleEndian.AppendUint32(nil, ts)
-	rec = binary.LittleEndian.AppendUint32(rec, 0)
-	rec = binary.LittleEndian.AppendUint32(rec, uint32(len(pkt)))
-	rec = binary.LittleEndian.AppendUint32(rec, uint32(len(pkt)))
-	return append(append(buf, rec...), pkt...)
 }
 
 // nodeClient runs a client script of testdata/nodeclient against a TCP server of h
@@ -951,7 +914,7 @@ func TestSymbolBrowsePaging(t *testing.T) {
 		if start < 0x100 { // clients send a 16-bit instance segment
 			path = binary.LittleEndian.AppendUint16([]byte{0x20, 0x6b, 0x25, 0x00}, uint16(start))
 		}
-		r, err := c.roundTrip(rr(handle, AppendRequest(nil, 0x55, path, unhex(t, "0100 0100"))))
+		r, err := c.roundTrip(rr(handle, AppendRequest(nil, 0x55, path, protocoltest.Unhex(t, "0100 0100"))))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -1022,7 +985,7 @@ func TestTagsMove(t *testing.T) {
 	// Written, the tag keeps the written value.
 	c := dial(t, h)
 	handle := c.register()
-	c.roundTrip(rr(handle, unhex(t, "4d 07 91 0b 4c696e65315f5370656564 00 ca00 0100 00005e42")))
+	c.roundTrip(rr(handle, protocoltest.Unhex(t, "4d 07 91 0b 4c696e65315f5370656564 00 ca00 0100 00005e42")))
 	now = now.Add(time.Hour)
 	if v := read("Line1_Speed"); v != 55.5 {
 		t.Errorf("written speed reads %v", v)

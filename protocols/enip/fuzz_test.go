@@ -19,12 +19,12 @@ import (
 // well-formed encapsulation message. The seed corpus is in
 // testdata/fuzz/FuzzServeStream.
 func FuzzServeStream(f *testing.F) {
-	f.Add(unhex(f, "6300 0000 00000000 00000000 00000000c1debed1 00000000"))
-	f.Add(rr(0x0101, unhex(f, "01 02 2001 2401")))
-	f.Add(rr(0x0101, unhex(f, "4c 07 91 0b 4c696e65315f5370656564 00 0100")))
+	f.Add(protocoltest.Unhex(f, "6300 0000 00000000 00000000 00000000c1debed1 00000000"))
+	f.Add(rr(0x0101, protocoltest.Unhex(f, "01 02 2001 2401")))
+	f.Add(rr(0x0101, protocoltest.Unhex(f, "4c 07 91 0b 4c696e65315f5370656564 00 0100")))
 	h := newHandler(f, func(c *Config) { c.IdleTimeout = 2 * time.Second })
 	srv := protocoltest.ServeTCP(f, "", h)
-	register := unhex(f, "6500 0400 00000000 00000000 0102030405060708 00000000 0100 0000")
+	register := protocoltest.Unhex(f, "6500 0400 00000000 00000000 0102030405060708 00000000 0100 0000")
 	f.Fuzz(func(t *testing.T, stream []byte) {
 		h.mu.Lock()
 		h.nextSession = 0x0001 // every run registers handle 0x0101, the one the seeds use
@@ -68,8 +68,8 @@ func FuzzServeStream(f *testing.F) {
 
 // FuzzServeDatagram feeds arbitrary datagrams to the UDP side.
 func FuzzServeDatagram(f *testing.F) {
-	f.Add(unhex(f, "6300 0000 00000000 00000000 00000000c1debed1 00000000"))
-	f.Add(unhex(f, "0400 0000 00000000 00000000 0102030405060708 00000000"))
+	f.Add(protocoltest.Unhex(f, "6300 0000 00000000 00000000 00000000c1debed1 00000000"))
+	f.Add(protocoltest.Unhex(f, "0400 0000 00000000 00000000 0102030405060708 00000000"))
 	h := newHandler(f, nil)
 	local, remote := netip.MustParseAddrPort("127.0.0.1:44818"), netip.MustParseAddrPort("127.0.0.1:50000")
 	f.Fuzz(func(t *testing.T, req []byte) {
@@ -90,9 +90,9 @@ func FuzzServeDatagram(f *testing.F) {
 
 // FuzzCIP runs the CIP parsers over arbitrary bytes.
 func FuzzCIP(f *testing.F) {
-	f.Add(unhex(f, "52 02 2006 2401 0a0e 0800 0e03 2001 2401 3001 0100 0100"))
-	f.Add(unhex(f, "0a 02 2002 2401 0200 0600 0e00 0e03 2001 2401 3001 4c04 9105 4e6f546167 00 0100"))
-	f.Add(unhex(f, "4c 0a 91 10 5265636970655f536574706f696e7473 2802 0200"))
+	f.Add(protocoltest.Unhex(f, "52 02 2006 2401 0a0e 0800 0e03 2001 2401 3001 0100 0100"))
+	f.Add(protocoltest.Unhex(f, "0a 02 2002 2401 0200 0600 0e00 0e03 2001 2401 3001 4c04 9105 4e6f546167 00 0100"))
+	f.Add(protocoltest.Unhex(f, "4c 0a 91 10 5265636970655f536574706f696e7473 2802 0200"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if r, err := ParseRequest(b); err == nil {
 			ParsePath(r.Path)
