@@ -44,9 +44,12 @@ func expander(id *protocols.Identity) func(string) string {
 	return r.Replace
 }
 
-// newTree builds the tree of the configured files and directories. Files without a
-// modification time get one before boot, derived from their path and seed.
-func newTree(files []File, dirs []string, expand func(string) string, boot time.Time, seed uint64) (*tree, error) {
+// newTree builds the tree of the configured files and directories. ident identifies
+// the install (vendor, serial, MAC): the filler of a file depends on its path and
+// ident in the same way as the TFTP server's, so a file both serve has the same
+// bytes. Files without a modification time get one before boot, derived from their
+// path and ident.
+func newTree(files []File, dirs []string, expand func(string) string, boot time.Time, ident string) (*tree, error) {
 	t := &tree{nodes: map[string]*node{"/": {path: "/", dir: true, modified: boot}}}
 	mkdirs := func(p string, mod time.Time) error {
 		for d := p; d != "/"; d = path.Dir(d) {
@@ -79,18 +82,20 @@ func newTree(files []File, dirs []string, expand func(string) string, boot time.
 		}
 		content := []byte(expand(f.Content))
 		size := max(f.Size, int64(len(content)))
-		h := fnv.New64a()
-		fmt.Fprintf(h, "%s\x00%d", p, seed)
+		seed := fnv.New64a()
+		fmt.Fprintf(seed, "%s\x00%s", strings.TrimPrefix(p, "/"), ident)
 		mod := f.Modified
 		if mod.IsZero() {
 			// Files were written before the device last booted: between 20 and 400
 			// days before.
+			h := fnv.New64a()
+			fmt.Fprintf(h, "mtime\x00%s\x00%s", p, ident)
 			mod = boot.Add(-time.Duration(20*24+h.Sum64()%(380*24)) * time.Hour).Truncate(time.Minute)
 		}
 		if err := mkdirs(path.Dir(p), mod); err != nil {
 			return nil, fmt.Errorf("files: %w", err)
 		}
-		t.nodes[p] = &node{path: p, content: content, size: size, seed: h.Sum64(), modified: mod}
+		t.nodes[p] = &node{path: p, content: content, size: size, seed: seed.Sum64(), modified: mod}
 	}
 	return t, nil
 }

@@ -9,7 +9,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"net"
 	"net/netip"
 	"strings"
@@ -254,9 +253,8 @@ func New(env protocols.Env, cfg *Config) (*Handler, error) {
 		env.Boot = env.Now()
 	}
 	expand := expander(env.Identity)
-	seed := fnv.New64a()
-	fmt.Fprintf(seed, "%s\x00%s\x00%s", env.Identity.Vendor, env.Identity.Serial, env.Identity.MAC)
-	t, err := newTree(cfg.Files, cfg.Dirs, expand, env.Boot, seed.Sum64())
+	ident := fmt.Sprintf("%s\x00%s\x00%s", env.Identity.Vendor, env.Identity.Serial, env.Identity.MAC)
+	t, err := newTree(cfg.Files, cfg.Dirs, expand, env.Boot, ident)
 	if err != nil {
 		return nil, fmt.Errorf("ftp: %w: %w", protocols.ErrConfig, err)
 	}

@@ -642,6 +642,13 @@ func TestFiller(t *testing.T) {
 	if n := f.readAt(make([]byte, 10), f.size-3); n != 3 {
 		t.Errorf("readAt at the end = %d", n)
 	}
+	// The FTP server serves the same bytes for its /fw/v3.40.ldx (its tests check the
+	// same constant).
+	same := make([]byte, 16)
+	f.readAt(same, 1000)
+	if hex.EncodeToString(same) != "f5d51df5c9f475be6a06d50b3c453367" {
+		t.Errorf("filler at 1000 = %x", same)
+	}
 	// Another install serves other filler.
 	id := testIdentity()
 	id.Serial = "21M0000001"
