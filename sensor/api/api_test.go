@@ -618,3 +618,29 @@ func TestBrokenBundleSkipped(t *testing.T) {
 		t.Errorf("stats = %+v, want 1 bundle indexed and 1 skipped", s)
 	}
 }
+
+// TestEmptyPageHeaders: an empty page still has both date headers, holding the
+// query's lower bound, so that a client copying them keeps its cursor.
+func TestEmptyPageHeaders(t *testing.T) {
+	e, _ := oneSession(t, Config{})
+	tests := []struct {
+		name, endpoint, query, want string
+	}{
+		{"no lower bound", "objects/", "match[type]=x-nothing", "1970-01-01T00:00:00.000000Z"},
+		{"added_after in seconds", "objects/", "added_after=2999-01-02T03:04:05Z", "2999-01-02T03:04:05.000000Z"},
+		{"added_after in nanoseconds", "manifest/", "added_after=2999-01-02T03:04:05.123456789Z", "2999-01-02T03:04:05.123456Z"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, body := newClient(t).get(e.collURL(IncidentsCollectionID)+tc.endpoint+"?"+tc.query, nil)
+			if resp.StatusCode != 200 || string(body) != `{"more":false}` {
+				t.Fatalf("%d %s", resp.StatusCode, body)
+			}
+			for _, h := range []string{"X-TAXII-Date-Added-First", "X-TAXII-Date-Added-Last"} {
+				if got := resp.Header.Get(h); got != tc.want {
+					t.Errorf("%s = %q, want %q", h, got, tc.want)
+				}
+			}
+		})
+	}
+}

@@ -95,7 +95,7 @@
 //
 // Every 200 answer of objects, object, versions and manifest has
 // X-TAXII-Date-Added-First and -Last. On an empty page both carry the request's lower
-// bound (added_after or the token's position) when it has one, so that a client that
-// always copies -Last into its next added_after keeps its cursor (Elastic's CEL program
-// replaces its cursor with whatever the header holds).
+// bound (added_after or the token's position; the Unix epoch when it has none), so that
+// a client that always copies -Last into its next added_after keeps its cursor
+// (Elastic's CEL program replaces its cursor with whatever the header holds).
 package api

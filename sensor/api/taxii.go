@@ -103,7 +103,9 @@ func (s *Server) serveFiltered(w http.ResponseWriter, r *http.Request, rt route,
 	case len(page) > 0:
 		h.Set("X-TAXII-Date-Added-First", formatMicros(page[0].added))
 		h.Set("X-TAXII-Date-Added-Last", formatMicros(page[len(page)-1].added))
-	case hasLower:
+	default:
+		// An empty page: the headers repeat the query's lower bound (the Unix epoch
+		// when it has none), the cursor a client must keep.
 		h.Set("X-TAXII-Date-Added-First", formatMicros(lower))
 		h.Set("X-TAXII-Date-Added-Last", formatMicros(lower))
 	}
