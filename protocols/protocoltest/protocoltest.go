@@ -108,6 +108,52 @@ func (s *Server) Sessions() []*Session {
 	return append([]*Session(nil), s.sessions...)
 }
 
+// Events returns the events of every session served so far, session after session.
+func (s *Server) Events() []protocols.Event {
+	var evs []protocols.Event
+	for _, sess := range s.Sessions() {
+		evs = append(evs, sess.Events()...)
+	}
+	return evs
+}
+
+// WaitEvents polls Events every 10 ms until ok holds for them or timeout has passed
+// (handlers often emit after the client has its answer). It returns the last events
+// and whether ok held.
+func (s *Server) WaitEvents(timeout time.Duration, ok func([]protocols.Event) bool) ([]protocols.Event, bool) {
+	deadline := time.Now().Add(timeout)
+	for {
+		evs := s.Events()
+		if ok(evs) {
+			return evs, true
+		}
+		if time.Now().After(deadline) {
+			return evs, false
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// WaitEvent waits up to 2 s for an event with op for which match (nil: any) holds and
+// returns the first; the test fails when none comes.
+func (s *Server) WaitEvent(t testing.TB, op string, match func(protocols.Event) bool) protocols.Event {
+	t.Helper()
+	var found protocols.Event
+	evs, ok := s.WaitEvents(2*time.Second, func(evs []protocols.Event) bool {
+		for _, e := range evs {
+			if e.Op == op && (match == nil || match(e)) {
+				found = e
+				return true
+			}
+		}
+		return false
+	})
+	if !ok {
+		t.Fatalf("no %s event in %+v", op, evs)
+	}
+	return found
+}
+
 // Errors returns the errors handlers returned so far.
 func (s *Server) Errors() []error {
 	s.mu.Lock()

@@ -144,3 +144,26 @@ func TestCapture(t *testing.T) {
 	}
 	TsharkClean(t, pcap, TsharkBad)
 }
+
+func TestServerEvents(t *testing.T) {
+	srv := ServeTCP(t, "", greeter{})
+	for _, in := range []string{"one", "two"} {
+		c, err := net.Dial("tcp", srv.Addr.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Write([]byte(in))
+		c.Close()
+		srv.WaitEvent(t, "read", func(e protocols.Event) bool { return string(e.Data) == in })
+	}
+	if evs := srv.Events(); len(evs) != 2 || string(evs[0].Data) != "one" || string(evs[1].Data) != "two" {
+		t.Fatalf("events %+v", evs)
+	}
+	start := time.Now()
+	if evs, ok := srv.WaitEvents(50*time.Millisecond, func(evs []protocols.Event) bool { return len(evs) > 2 }); ok || len(evs) != 2 {
+		t.Fatalf("WaitEvents = %d events, %v", len(evs), ok)
+	}
+	if d := time.Since(start); d < 50*time.Millisecond {
+		t.Fatalf("WaitEvents gave up after %v", d)
+	}
+}
