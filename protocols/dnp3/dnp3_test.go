@@ -387,28 +387,6 @@ func (c *dclient) clear() {
 	}
 }
 
-func events(srv *protocoltest.Server) []protocols.Event {
-	var out []protocols.Event
-	for _, s := range srv.Sessions() {
-		out = append(out, s.Events()...)
-	}
-	return out
-}
-
-func waitEvent(t testing.TB, srv *protocoltest.Server, op string, match func(protocols.Event) bool) protocols.Event {
-	t.Helper()
-	for range 200 {
-		for _, e := range events(srv) {
-			if e.Op == op && (match == nil || match(e)) {
-				return e
-			}
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatalf("no %s event in %+v", op, events(srv))
-	return protocols.Event{}
-}
-
 func TestLinkServices(t *testing.T) {
 	_, srv := serve(t, NewConfig(), nil)
 	c := dial(t, srv)
@@ -457,11 +435,11 @@ func TestLinkServices(t *testing.T) {
 		t.Fatalf("want ACK, got 0x%02X", f.Control)
 	}
 	c.none(150 * time.Millisecond)
-	e := waitEvent(t, srv, "reset_link_states", nil)
+	e := srv.WaitEvent(t, "reset_link_states", nil)
 	if e.Unit != outst || e.Detail["src"] != "1" {
 		t.Fatalf("event %+v", e)
 	}
-	waitEvent(t, srv, "bad_frame", func(e protocols.Event) bool { return e.Detail["reason"] == "header" })
+	srv.WaitEvent(t, "bad_frame", func(e protocols.Event) bool { return e.Detail["reason"] == "header" })
 }
 
 func TestClass0AndIIN(t *testing.T) {
@@ -495,7 +473,7 @@ func TestClass0AndIIN(t *testing.T) {
 	if got := iin(t, c.response()); got != 0 {
 		t.Fatalf("IIN after clearing = %04X", got)
 	}
-	e := waitEvent(t, srv, "write", func(e protocols.Event) bool { return e.Area == "g80v1" })
+	e := srv.WaitEvent(t, "write", func(e protocols.Event) bool { return e.Area == "g80v1" })
 	if !e.Write || e.Address != 7 || e.Exception != 0 {
 		t.Fatalf("event %+v", e)
 	}
@@ -562,7 +540,7 @@ func TestReads(t *testing.T) {
 			t.Fatalf("all attributes lacks %q: % X", s, r)
 		}
 	}
-	e := waitEvent(t, srv, "unsupported_function", nil)
+	e := srv.WaitEvent(t, "unsupported_function", nil)
 	if e.Code != 0x1F || e.Exception != 0x01 {
 		t.Fatalf("event %+v", e)
 	}
@@ -653,7 +631,7 @@ func TestControlsAndEvents(t *testing.T) {
 	if r := c.response(); !bytes.Equal(r[4:], protocoltest.Unhex(t, "01 02 00 00 00 81")) {
 		t.Fatalf("after close: % X", r)
 	}
-	e := waitEvent(t, srv, "operate", func(e protocols.Event) bool { return e.Detail["status"] == "0" })
+	e := srv.WaitEvent(t, "operate", func(e protocols.Event) bool { return e.Detail["status"] == "0" })
 	if !e.Write || e.Area != "g12v1" || e.Address != 0 || e.Quantity != 1 || len(e.Data) != 18 {
 		t.Fatalf("event %+v", e)
 	}
@@ -722,7 +700,7 @@ func TestRestartAndBroadcast(t *testing.T) {
 	if r := c2.response(); !bytes.Equal(r[4:], protocoltest.Unhex(t, "0A 02 00 03 03 01")) || iin(t, r)&(IIN1Restart|IIN1NeedTime) != IIN1Restart|IIN1NeedTime {
 		t.Fatalf("after cold restart: % X", r)
 	}
-	waitEvent(t, srv, "cold_restart", func(e protocols.Event) bool { return e.Write })
+	srv.WaitEvent(t, "cold_restart", func(e protocols.Event) bool { return e.Write })
 }
 
 func TestTransport(t *testing.T) {
@@ -766,7 +744,7 @@ func TestTransport(t *testing.T) {
 		c.link(ctrlData, outst, append([]byte{h}, make([]byte, MaxSegment)...))
 	}
 	c.none(150 * time.Millisecond)
-	waitEvent(t, srv, "bad_frame", func(e protocols.Event) bool { return e.Detail["reason"] == "fragment_too_long" })
+	srv.WaitEvent(t, "bad_frame", func(e protocols.Event) bool { return e.Detail["reason"] == "fragment_too_long" })
 	// A repeated request (same sequence and octets) is answered again.
 	c.link(ctrlData, outst, append([]byte{tpFIR | tpFIN | 50}, frag...))
 	first := c.response()
@@ -794,7 +772,7 @@ func TestKeepAlive(t *testing.T) {
 	if _, err := c.read(2 * time.Second); !errors.Is(err, io.EOF) {
 		t.Fatalf("unanswered keep-alive: %v", err)
 	}
-	waitEvent(t, srv, "keep_alive_timeout", nil)
+	srv.WaitEvent(t, "keep_alive_timeout", nil)
 }
 
 // ---------------------------------------------------------------------------------

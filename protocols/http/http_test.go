@@ -133,20 +133,11 @@ func bodyOf(t *testing.T, r *nethttp.Response) string {
 // events waits until the server recorded n events over all sessions and returns them.
 func events(t *testing.T, srv *protocoltest.Server, n int) []protocols.Event {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		var evs []protocols.Event
-		for _, s := range srv.Sessions() {
-			evs = append(evs, s.Events()...)
-		}
-		if len(evs) >= n || time.Now().After(deadline) {
-			if len(evs) != n {
-				t.Fatalf("got %d events, want %d: %+v", len(evs), n, evs)
-			}
-			return evs
-		}
-		time.Sleep(10 * time.Millisecond)
+	evs, _ := srv.WaitEvents(5*time.Second, func(evs []protocols.Event) bool { return len(evs) >= n })
+	if len(evs) != n {
+		t.Fatalf("got %d events, want %d: %+v", len(evs), n, evs)
 	}
+	return evs
 }
 
 func TestStatusAndHeaders(t *testing.T) {
@@ -852,11 +843,9 @@ func TestCurl(t *testing.T) {
 		})
 	}
 	var login *protocols.Event
-	for _, s := range srv.Sessions() {
-		for _, e := range s.Events() {
-			if e.Detail["username"] != "" {
-				login = &e
-			}
+	for _, e := range srv.Events() {
+		if e.Detail["username"] != "" {
+			login = &e
 		}
 	}
 	if login == nil || login.Detail["username"] != "admin" || !strings.Contains(string(login.Data), "Password=s3cret") ||

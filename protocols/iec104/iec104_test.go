@@ -411,29 +411,6 @@ func serve(t testing.TB, cfg *Config, now func() time.Time) (*Handler, *protocol
 	return h, protocoltest.ServeTCP(t, "", h)
 }
 
-func events(srv *protocoltest.Server) []protocols.Event {
-	var out []protocols.Event
-	for _, s := range srv.Sessions() {
-		out = append(out, s.Events()...)
-	}
-	return out
-}
-
-// waitEvent polls for an event with op and returns it.
-func waitEvent(t testing.TB, srv *protocoltest.Server, op string, match func(protocols.Event) bool) protocols.Event {
-	t.Helper()
-	for range 200 {
-		for _, e := range events(srv) {
-			if e.Op == op && (match == nil || match(e)) {
-				return e
-			}
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatalf("no %s event in %+v", op, events(srv))
-	return protocols.Event{}
-}
-
 func TestUFrames(t *testing.T) {
 	_, srv := serve(t, NewConfig(), nil)
 	cl := dial(t, srv)
@@ -450,12 +427,12 @@ func TestUFrames(t *testing.T) {
 	if f := cl.next(); !bytes.Equal(f.raw, protocoltest.Unhex(t, "68 04 23 00 00 00")) {
 		t.Fatalf("STOPDT con: % x", f.raw)
 	}
-	e := waitEvent(t, srv, "startdt", nil)
+	e := srv.WaitEvent(t, "startdt", nil)
 	if e.Code != UStartDTAct || e.Unit != -1 || e.Protocol != "iec104" {
 		t.Fatalf("event %+v", e)
 	}
-	waitEvent(t, srv, "testfr", nil)
-	waitEvent(t, srv, "stopdt", nil)
+	srv.WaitEvent(t, "testfr", nil)
+	srv.WaitEvent(t, "stopdt", nil)
 }
 
 func TestGeneralInterrogation(t *testing.T) {
@@ -502,7 +479,7 @@ func TestGeneralInterrogation(t *testing.T) {
 		t.Fatalf("types: %v", seen)
 	}
 	cl.s()
-	e := waitEvent(t, srv, "interrogation", nil)
+	e := srv.WaitEvent(t, "interrogation", nil)
 	if e.Code != CIcNa1 || e.Unit != 0xFFFF || e.Quantity != 21 || e.Detail["qoi"] != "20" || e.Exception != 0 {
 		t.Fatalf("event %+v", e)
 	}
@@ -560,11 +537,11 @@ func TestNegativeConfirmations(t *testing.T) {
 		})
 	}
 	cl.t = t
-	e := waitEvent(t, srv, "single_command", func(e protocols.Event) bool { return e.Address == 0xEEEEEE })
+	e := srv.WaitEvent(t, "single_command", func(e protocols.Event) bool { return e.Address == 0xEEEEEE })
 	if e.Exception != CotUnknownIOA || e.Code != CScNa1 || e.Unit != 1 || !e.Write || !bytes.Equal(e.Data, []byte{1}) {
 		t.Fatalf("event %+v", e)
 	}
-	e = waitEvent(t, srv, "unsupported_asdu", func(e protocols.Event) bool { return e.Code == 0x88 })
+	e = srv.WaitEvent(t, "unsupported_asdu", func(e protocols.Event) bool { return e.Code == 0x88 })
 	if e.Exception != CotUnknownType {
 		t.Fatalf("event %+v", e)
 	}
@@ -640,7 +617,7 @@ func TestCommands(t *testing.T) {
 	if !bytes.Equal(vals[4012], protocoltest.Unhex(t, "34 08 00")) || !bytes.Equal(vals[4013], protocoltest.Unhex(t, "00 00 18 41 00")) {
 		t.Fatalf("set points: 4012=% x 4013=% x", vals[4012], vals[4013])
 	}
-	e := waitEvent(t, srv, "double_command", func(e protocols.Event) bool { return e.Address == 6001 && e.Detail["se"] == "execute" })
+	e := srv.WaitEvent(t, "double_command", func(e protocols.Event) bool { return e.Address == 6001 && e.Detail["se"] == "execute" })
 	if e.Exception != 0 || !e.Write || e.Detail["value"] != "1" || e.Area != "C_DC_NA_1" {
 		t.Fatalf("event %+v", e)
 	}
@@ -752,7 +729,7 @@ func TestCounterInterrogationAndClock(t *testing.T) {
 	if !ts.Time.Equal(want) {
 		t.Fatalf("time tag %v, want %v", ts.Time, want)
 	}
-	e := waitEvent(t, srv, "clock_sync", nil)
+	e := srv.WaitEvent(t, "clock_sync", nil)
 	if e.Detail["time"] != "2024-03-15T12:34:56.789Z" || !e.Write {
 		t.Fatalf("event %+v", e)
 	}
@@ -845,7 +822,7 @@ func TestFlowControl(t *testing.T) {
 		cl.i("68 01 06 00 01 00 00 00 00 aa 55")
 		cl.expectASDU(CTsNa1, CotActCon, false)
 		cl.closed(2 * time.Second)
-		waitEvent(t, srv, "protocol_violation", func(e protocols.Event) bool { return e.Detail["reason"] == "t1_expired_ack" })
+		srv.WaitEvent(t, "protocol_violation", func(e protocols.Event) bool { return e.Detail["reason"] == "t1_expired_ack" })
 	})
 }
 
@@ -866,7 +843,7 @@ func TestT3TestFrame(t *testing.T) {
 	}
 	// No TESTFR con within t1: the station closes.
 	cl.closed(2 * time.Second)
-	waitEvent(t, srv, "protocol_violation", func(e protocols.Event) bool { return e.Detail["reason"] == "t1_expired_testfr" })
+	srv.WaitEvent(t, "protocol_violation", func(e protocols.Event) bool { return e.Detail["reason"] == "t1_expired_testfr" })
 }
 
 func TestProtocolViolationsClose(t *testing.T) {
@@ -905,7 +882,7 @@ func TestProtocolViolationsClose(t *testing.T) {
 			tc.send(cl)
 			cl.closed(2 * time.Second)
 		})
-		waitEvent(t, srv, "protocol_violation", func(e protocols.Event) bool { return e.Detail["reason"] == tc.reason })
+		srv.WaitEvent(t, "protocol_violation", func(e protocols.Event) bool { return e.Detail["reason"] == tc.reason })
 	}
 	if errs := srv.Errors(); len(errs) != 0 {
 		t.Fatalf("handler errors: %v", errs)
@@ -919,7 +896,7 @@ func TestPartialFrameTimeout(t *testing.T) {
 	cl := dial(t, srv)
 	cl.write(protocoltest.Unhex(t, "68 0e 00 00"))
 	cl.closed(2 * time.Second)
-	waitEvent(t, srv, "protocol_violation", func(e protocols.Event) bool { return e.Detail["reason"] == "t1_expired_partial_frame" })
+	srv.WaitEvent(t, "protocol_violation", func(e protocols.Event) bool { return e.Detail["reason"] == "t1_expired_partial_frame" })
 }
 
 func TestStopDTWaitsForAck(t *testing.T) {

@@ -43,27 +43,12 @@ func run(t *testing.T, timeout time.Duration, name string, args ...string) strin
 	return string(out)
 }
 
-// allEvents returns the events of every session the server has served.
-func allEvents(srv *protocoltest.Server) []protocols.Event {
-	var evs []protocols.Event
-	for _, s := range srv.Sessions() {
-		evs = append(evs, s.Events()...)
-	}
-	return evs
-}
-
 // waitEvents waits until the server has recorded n events: the handler emits after
 // the client has its answer.
 func waitEvents(t *testing.T, srv *protocoltest.Server, n int) []protocols.Event {
 	t.Helper()
-	deadline := time.Now().Add(3 * time.Second)
-	for {
-		evs := allEvents(srv)
-		if len(evs) >= n || time.Now().After(deadline) {
-			return evs
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	evs, _ := srv.WaitEvents(3*time.Second, func(evs []protocols.Event) bool { return len(evs) >= n })
+	return evs
 }
 
 var mbpollValue = regexp.MustCompile(`(?m)^\[(\d+)\]:\s+(-?[0-9.]+)`)

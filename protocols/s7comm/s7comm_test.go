@@ -322,20 +322,11 @@ func findEvent(evs []protocols.Event, op string) (protocols.Event, bool) {
 // waitEvents waits until ok holds for the events of all sessions served.
 func waitEvents(t testing.TB, srv *protocoltest.Server, ok func([]protocols.Event) bool) []protocols.Event {
 	t.Helper()
-	deadline := time.Now().Add(3 * time.Second)
-	for {
-		var evs []protocols.Event
-		for _, s := range srv.Sessions() {
-			evs = append(evs, s.Events()...)
-		}
-		if ok(evs) {
-			return evs
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("events not as expected: %+v", evs)
-		}
-		time.Sleep(10 * time.Millisecond)
+	evs, done := srv.WaitEvents(3*time.Second, ok)
+	if !done {
+		t.Fatalf("events not as expected: %+v", evs)
 	}
+	return evs
 }
 
 // szlReq builds a first Read SZL userdata request.
