@@ -1,6 +1,7 @@
 package protocols
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -73,5 +74,60 @@ func TestNewFunc(t *testing.T) {
 	h, err = f(Env{}, struct{}{})
 	if h != nil || !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "test: config is struct {}, want *protocols.testConfig") {
 		t.Fatalf("wrong config type: %v, %v", h, err)
+	}
+}
+
+func TestStreamReader(t *testing.T) {
+	peer, conn := net.Pipe()
+	defer peer.Close()
+	defer conn.Close()
+	r := NewStreamReader(8, 12, time.Second)
+	ctx := context.Background()
+	send := func(s string) {
+		go peer.Write([]byte(s))
+	}
+	send("abcdef")
+	if more, err := r.Read(ctx, conn); !more || err != nil || string(r.Buf) != "abcdef" {
+		t.Fatalf("first read: %v %v %q", more, err, r.Buf)
+	}
+	r.Consume(4) // "ef" is the start of the next message
+	send("ghijkl")
+	if more, err := r.Read(ctx, conn); !more || err != nil || string(r.Buf) != "efghijkl" {
+		t.Fatalf("second read: %v %v %q", more, err, r.Buf)
+	}
+	if r.Received() != 12 {
+		t.Fatalf("received %d", r.Received())
+	}
+	r.Consume(8)
+	if more, err := r.Read(ctx, conn); more || !errors.Is(err, ErrByteLimit) {
+		t.Fatalf("over the limit: %v %v", more, err)
+	}
+
+	// A message that never completes ends at the idle timeout from its first byte.
+	r = NewStreamReader(8, 100, 100*time.Millisecond)
+	send("ab")
+	if more, err := r.Read(ctx, conn); !more || err != nil {
+		t.Fatalf("partial: %v %v", more, err)
+	}
+	start := time.Now()
+	if more, err := r.Read(ctx, conn); more || err != nil {
+		t.Fatalf("stalled: %v %v", more, err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("stalled read took %v", d)
+	}
+
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	if more, err := r.Read(cancelled, conn); more || err != nil {
+		t.Fatalf("cancelled: %v %v", more, err)
+	}
+	peer.Close()
+	if more, err := r.Read(ctx, conn); more || err != nil {
+		t.Fatalf("peer closed: %v %v", more, err)
+	}
+	conn.Close()
+	if more, err := r.Read(ctx, conn); more || err != nil {
+		t.Fatalf("closed: %v %v", more, err)
 	}
 }
