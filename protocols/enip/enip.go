@@ -373,14 +373,11 @@ func (h *Handler) ServeStream(ctx context.Context, s protocols.Session, nc net.C
 	defer stop()
 	c := &conn{s: s, cip: map[uint32]*cipConn{}}
 	defer h.release(c)
-	backing := make([]byte, HeaderLen+h.cfg.MaxDataLength)
-	buf := backing[:0]
-	var received, requests int
-	var partial, lastRead time.Time // start of the incomplete message in buf; last read
+	rd := protocols.NewStreamReader(HeaderLen+h.cfg.MaxDataLength, h.cfg.MaxBytes, h.cfg.IdleTimeout)
+	var requests int
 	for {
-		consumed := false
-		for len(buf) >= HeaderLen {
-			hdr, _ := ParseHeader(buf)
+		for len(rd.Buf) >= HeaderLen {
+			hdr, _ := ParseHeader(rd.Buf)
 			if int(hdr.Length) > h.cfg.MaxDataLength {
 				ev := h.event(hdr.Command, "invalid_length")
 				ev.Exception = int(StatusInvalidLength)
@@ -391,16 +388,15 @@ func (h *Handler) ServeStream(ctx context.Context, s protocols.Session, nc net.C
 				return quiet(h.write(nc, AppendEncap(nil, reply, nil)))
 			}
 			n := HeaderLen + int(hdr.Length)
-			if len(buf) < n {
+			if len(rd.Buf) < n {
 				break
 			}
 			if requests >= h.cfg.MaxRequests {
 				return fmt.Errorf("%w: %d requests", ErrSessionLimit, requests)
 			}
 			requests++
-			out, closeAfter := h.serveEncap(c, hdr, buf[HeaderLen:n])
-			buf = buf[n:]
-			consumed = true
+			out, closeAfter := h.serveEncap(c, hdr, rd.Buf[HeaderLen:n])
+			rd.Consume(n)
 			if out != nil {
 				if err := h.write(nc, out); err != nil {
 					return quiet(err)
@@ -410,38 +406,16 @@ func (h *Handler) ServeStream(ctx context.Context, s protocols.Session, nc net.C
 				return nil
 			}
 		}
-		buf = backing[:copy(backing, buf)]
-		if consumed {
-			partial = lastRead // what is left began in the last read
+		more, err := rd.Read(ctx, nc)
+		if errors.Is(err, protocols.ErrByteLimit) {
+			return fmt.Errorf("%w: %d bytes", ErrSessionLimit, rd.Received())
 		}
-		if received >= h.cfg.MaxBytes {
-			return fmt.Errorf("%w: %d bytes", ErrSessionLimit, received)
+		if err != nil {
+			return fmt.Errorf("enip: %w", err)
 		}
-		deadline := time.Now().Add(h.cfg.IdleTimeout)
-		if len(buf) > 0 {
-			deadline = partial.Add(h.cfg.IdleTimeout)
-		}
-		if err := nc.SetReadDeadline(deadline); err != nil {
-			return quiet(fmt.Errorf("enip: set read deadline: %w", err))
-		}
-		if ctx.Err() != nil {
+		if !more {
 			return nil
 		}
-		room := min(cap(buf)-len(buf), h.cfg.MaxBytes-received)
-		n, err := nc.Read(buf[len(buf) : len(buf)+room])
-		if n > 0 {
-			lastRead = time.Now()
-			if len(buf) == 0 {
-				partial = lastRead
-			}
-			buf = buf[:len(buf)+n]
-			received += n
-			continue
-		}
-		if err == nil || protocols.PeerGone(err) {
-			return nil
-		}
-		return fmt.Errorf("enip: read: %w", err)
 	}
 }
 

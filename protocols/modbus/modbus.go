@@ -307,19 +307,14 @@ func (h *Handler) ServeStream(ctx context.Context, s protocols.Session, conn net
 	defer stop()
 
 	var (
-		backing  = make([]byte, readBufferLen)
-		buf      = backing[:0] // received bytes not yet answered
+		rd       = protocols.NewStreamReader(readBufferLen, h.cfg.MaxBytes, h.cfg.IdleTimeout)
 		out      = make([]byte, 0, flushLen)
-		received int
 		requests int
-		lastRead time.Time
-		partial  time.Time // when the first byte of the incomplete frame in buf arrived
 	)
 	for {
-		// Answer every complete frame in buf.
-		consumed := false
+		// Answer every complete frame in the buffer.
 		for {
-			hdr, pdu, n, err := ParseFrame(buf)
+			hdr, pdu, n, err := ParseFrame(rd.Buf)
 			if errors.Is(err, ErrShortFrame) {
 				break
 			}
@@ -335,8 +330,7 @@ func (h *Handler) ServeStream(ctx context.Context, s protocols.Session, conn net
 				return nil             // a real device drops the connection: framing is lost
 			}
 			out = h.serveFrame(s, hdr, pdu, err, out)
-			buf = buf[n:]
-			consumed = true
+			rd.Consume(n)
 			if len(out) >= flushLen {
 				if err := h.flush(conn, out); err != nil {
 					return quiet(err)
@@ -349,45 +343,18 @@ func (h *Handler) ServeStream(ctx context.Context, s protocols.Session, conn net
 		}
 		out = out[:0]
 
-		// What is left is one incomplete frame (shorter than MaxADULen): move it to the
-		// front of the buffer, so that there is always room for the rest of it.
-		buf = backing[:copy(backing, buf)]
-		if consumed {
-			partial = lastRead // the incomplete frame began in the last read
+		// What is left is one incomplete frame (shorter than MaxADULen): Read moves it
+		// to the front of the buffer, so that there is always room for the rest of it.
+		more, err := rd.Read(ctx, conn)
+		if errors.Is(err, protocols.ErrByteLimit) {
+			return fmt.Errorf("%w: %d bytes", ErrSessionLimit, rd.Received())
 		}
-		if received >= h.cfg.MaxBytes {
-			return fmt.Errorf("%w: %d bytes", ErrSessionLimit, received)
+		if err != nil {
+			return fmt.Errorf("modbus: %w", err)
 		}
-		deadline := time.Now().Add(h.cfg.IdleTimeout)
-		if len(buf) > 0 {
-			deadline = partial.Add(h.cfg.IdleTimeout)
-		}
-		if err := conn.SetReadDeadline(deadline); err != nil {
-			if protocols.PeerGone(err) {
-				return nil // net.Pipe refuses deadlines once the peer closed
-			}
-			return fmt.Errorf("modbus: set read deadline: %w", err)
-		}
-		if ctx.Err() != nil {
+		if !more {
 			return nil
 		}
-		room := min(cap(buf)-len(buf), h.cfg.MaxBytes-received)
-		n, err := conn.Read(buf[len(buf) : len(buf)+room])
-		if n > 0 {
-			lastRead = time.Now()
-			if len(buf) == 0 {
-				partial = lastRead
-			}
-			buf = buf[:len(buf)+n]
-			received += n
-			continue // a read that returns data and an error returns the error again
-		}
-		if err == nil || protocols.PeerGone(err) {
-			// A zero-byte read without an error is treated as a closed peer rather
-			// than read again.
-			return nil
-		}
-		return fmt.Errorf("modbus: read: %w", err)
 	}
 }
 
