@@ -30,6 +30,8 @@ type Config struct {
 	Capture  CaptureConfig            `yaml:"capture"`
 	S3       S3Config                 `yaml:"s3"`
 	Limits   LimitsConfig             `yaml:"limits"`
+	API      APIConfig                `yaml:"api"`
+	Events   EventsConfig             `yaml:"events"`
 	Log      LogConfig                `yaml:"log"`
 }
 
@@ -80,6 +82,42 @@ type LimitsConfig struct {
 	// Uploads (FTP STOR, TFTP WRQ...) kept as evidence per session.
 	MaxFilesPerSess     int   `yaml:"max_files_per_session"`
 	MaxFileBytesPerSess int64 `yaml:"max_file_bytes_per_session"`
+}
+
+// APIConfig is the management API: TAXII 2.1 at /taxii2/ and Prometheus /metrics.
+type APIConfig struct {
+	// Listen is host:port; "" turns the API off. A non-loopback address needs users
+	// or tokens.
+	Listen string `yaml:"listen"`
+	// Users are HTTP Basic credentials (name: password); Tokens API keys
+	// ("Authorization: Bearer|Token <key>").
+	Users  map[string]string `yaml:"users"`
+	Tokens []string          `yaml:"tokens"`
+	// TLSCert and TLSKey serve HTTPS (TLS 1.2+).
+	TLSCert string `yaml:"tls_cert"`
+	TLSKey  string `yaml:"tls_key"`
+	// VisibilityDelay: a bundle is served this long after it is stored, so that TAXII
+	// pollers never skip one (see sensor/api). Same value on every instance.
+	VisibilityDelay time.Duration `yaml:"visibility_delay"`
+	// EmptyObjectsList answers empty pages with "objects": [] (Elastic needs it).
+	EmptyObjectsList bool `yaml:"empty_objects_list"`
+}
+
+// EventsConfig is the ECS NDJSON event log.
+type EventsConfig struct {
+	// Path: "" = <data>/events.ndjson, "-" = standard output, "off" = none.
+	Path     string       `yaml:"path"`
+	MaxBytes int64        `yaml:"max_bytes"`
+	MaxFiles int          `yaml:"max_files"`
+	Syslog   SyslogConfig `yaml:"syslog"`
+}
+
+// SyslogConfig also sends every event record to a syslog server (RFC 5424).
+type SyslogConfig struct {
+	Network        string `yaml:"network"` // udp, tcp or tls
+	Address        string `yaml:"address"` // host:port; "" = off
+	Facility       int    `yaml:"facility"`
+	NewlineFraming bool   `yaml:"newline_framing"`
 }
 
 // LogConfig sets the process log.
@@ -161,6 +199,12 @@ func (c *Config) Validate() Problems {
 		if c.S3.AccessKey == "" || c.S3.SecretKey == "" {
 			add("s3 credentials missing: set --s3-access-key/--s3-secret-key or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY")
 		}
+	}
+	if sl := c.Events.Syslog; sl.Address != "" && sl.Network != "udp" && sl.Network != "tcp" && sl.Network != "tls" {
+		add("events.syslog.network %q: use udp, tcp or tls", sl.Network)
+	}
+	if (c.API.TLSCert == "") != (c.API.TLSKey == "") {
+		add("api.tls_cert and api.tls_key go together")
 	}
 	switch c.Log.Format {
 	case "text", "json":

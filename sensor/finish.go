@@ -49,7 +49,12 @@ func (s *Sensor) finish() {
 
 // complete builds the session's incident and submits pcap(s) and bundle for upload.
 func (s *Sensor) complete(sess *session) {
+	var (
+		rec *record
+		r   recorded
+	)
 	defer func() {
+		s.observeEnd(sess, r, rec)
 		if sess.forget != nil {
 			sess.forget()
 		}
@@ -61,8 +66,9 @@ func (s *Sensor) complete(sess *session) {
 		}
 		s.mu.Unlock()
 	}()
-	r := sess.snapshot()
-	rec, err := assemble(s.sensor, s.store, sess.spec, sess.tuple, sess.id, r)
+	r = sess.snapshot()
+	var err error
+	rec, err = assemble(s.sensor, s.store, sess.spec, sess.tuple, sess.id, r)
 	if err != nil {
 		sess.log.Error("build incident", "err", err)
 		return
@@ -72,6 +78,7 @@ func (s *Sensor) complete(sess *session) {
 	// retry for a while before giving the session up, loudly.
 	for wait := time.Second; ; wait *= 2 {
 		err = s.uploader.Submit(context.Background(), rec.objects, rec.bundleKey, rec.bundle)
+		s.metrics.SpoolSubmit(err == nil)
 		if err == nil {
 			break
 		}
@@ -94,6 +101,7 @@ type record struct {
 	objects   []incidents.Object
 	bundleKey string
 	bundle    []byte
+	ids       struct{ bundle, incident, observedData, indicator, sighting string }
 }
 
 // assemble joins a session's finished capture parts and its events into the objects to
@@ -170,6 +178,19 @@ func assemble(sensor incidents.Sensor, store incidents.Store, spec protocols.Spe
 		return nil, err
 	}
 	rec.session = is
+	rec.ids.bundle = b.ID
+	for _, o := range b.Objects {
+		switch o.STIXType() {
+		case "incident":
+			rec.ids.incident = o.STIXID()
+		case "observed-data":
+			rec.ids.observedData = o.STIXID()
+		case "indicator":
+			rec.ids.indicator = o.STIXID()
+		case "sighting":
+			rec.ids.sighting = o.STIXID()
+		}
+	}
 	return rec, nil
 }
 

@@ -5,6 +5,7 @@ package sensor
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -21,6 +22,9 @@ import (
 	"github.com/pcapot/pcapot/capture"
 	"github.com/pcapot/pcapot/incidents"
 	"github.com/pcapot/pcapot/protocols"
+	"github.com/pcapot/pcapot/sensor/api"
+	"github.com/pcapot/pcapot/sensor/eventlog"
+	"github.com/pcapot/pcapot/sensor/metrics"
 )
 
 // Sensor is a configured, ready-to-run sensor.
@@ -41,6 +45,12 @@ type Sensor struct {
 	ifaces   []string
 
 	finished *queue[*capture.Finished]
+
+	metrics *metrics.Metrics
+	events  *eventlog.Log
+	api     *api.Server
+	apiLn   net.Listener
+	apiTLS  *tls.Config
 
 	connsMu sync.Mutex
 	conns   map[string]net.Conn
@@ -112,17 +122,23 @@ func New(ctx context.Context, cfg *Config, specs []protocols.Spec, logger *slog.
 	if s.store, err = OpenStore(ctx, cfg); err != nil {
 		return nil, err
 	}
+	if err := s.openSIEM(); err != nil {
+		return nil, err
+	}
 	if s.uploader, err = incidents.NewUploader(s.store, spoolDir(cfg), logger.With("component", "uploader")); err != nil {
 		return nil, fmt.Errorf("upload spool: %w", err)
 	}
 	if err := s.openCapture(); err != nil {
+		s.closeAPI()
 		return nil, err
 	}
 	if err := s.openListeners(); err != nil {
 		s.closeListeners()
 		s.closeCapture()
+		s.closeAPI()
 		return nil, err
 	}
+	s.observeCapture()
 	return s, nil
 }
 
@@ -311,6 +327,12 @@ func (s *Sensor) openCapture() error {
 	return nil
 }
 
+func (s *Sensor) closeAPI() {
+	if s.apiLn != nil {
+		s.apiLn.Close()
+	}
+}
+
 func (s *Sensor) closeCapture() {
 	for _, l := range s.lives {
 		l.Close()
@@ -433,6 +455,11 @@ func (s *Sensor) Run(ctx context.Context) error {
 	finDone := make(chan struct{})
 	go func() { s.finish(); close(finDone) }()
 
+	apiCtx, stopAPI := context.WithCancel(context.Background())
+	defer stopAPI()
+	apiDone := make(chan struct{})
+	go func() { s.serveAPI(apiCtx); close(apiDone) }()
+
 	tickDone := make(chan struct{})
 	tickCtx, stopTick := context.WithCancel(context.Background())
 	go func() { s.tick(tickCtx); close(tickDone) }()
@@ -489,6 +516,15 @@ func (s *Sensor) Run(ctx context.Context) error {
 	cancel()
 	stopUploads()
 	<-upDone
+	if s.events != nil {
+		ectx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if err := s.events.Close(ectx); err != nil {
+			s.log.Warn("event log close", "err", err)
+		}
+		cancel()
+	}
+	stopAPI()
+	<-apiDone
 	return capErr
 }
 
@@ -566,8 +602,9 @@ func (s *Sensor) acceptLoop(ctx context.Context, svc *service) {
 			defer sess.handlerDone()
 			defer s.untrackConn(sess.id)
 			defer c.Close()
-			if err := svc.stream.ServeStream(ctx, sess, c); err != nil {
+			if err := svc.stream.ServeStream(ctx, sess, c); err != nil && !protocols.PeerGone(err) {
 				sess.log.Warn("handler", "err", err)
+				s.metrics.HandlerError(svc.spec.Name)
 			}
 		}()
 	}
@@ -636,6 +673,7 @@ func (s *Sensor) open(spec protocols.Spec, t capture.Tuple) (*session, bool) {
 	if len(s.sessions) >= s.cfg.Limits.MaxSessions || s.perIP[ip] >= s.cfg.Limits.MaxSessionsPerIP {
 		s.mu.Unlock()
 		s.log.Warn("session refused: limit reached", "protocol", spec.Name, "remote", t.Client.String())
+		s.metrics.SessionRefused(spec.Name)
 		return nil, false
 	}
 	id := uuid.NewString()
@@ -646,6 +684,7 @@ func (s *Sensor) open(spec protocols.Spec, t capture.Tuple) (*session, bool) {
 		started:   time.Now(),
 		log:       s.log.With("session", id, "protocol", spec.Name),
 		maxEvents: s.cfg.Limits.MaxEventsPerSess,
+		observe:   s.observeEvent,
 		maxFiles:  s.cfg.Limits.MaxFilesPerSess,
 		maxFileB:  s.cfg.Limits.MaxFileBytesPerSess,
 		handlerOK: make(chan struct{}),
@@ -657,6 +696,7 @@ func (s *Sensor) open(spec protocols.Spec, t capture.Tuple) (*session, bool) {
 		sess.log.Warn("capture register", "err", err)
 	}
 	sess.log.Info("session start", "remote", t.Client.String(), "local", t.Server.String())
+	s.observeStart(sess)
 	return sess, true
 }
 

@@ -20,8 +20,9 @@ type session struct {
 	log     *slog.Logger
 
 	maxEvents int
-	maxFiles  int   // uploads kept per session
-	maxFileB  int64 // bytes of uploads kept per session
+	observe   func(*session, protocols.Event) // event log and metrics
+	maxFiles  int                             // uploads kept per session
+	maxFileB  int64                           // bytes of uploads kept per session
 	// forget removes a UDP session from its service's flow table once it is complete.
 	forget func()
 
@@ -53,12 +54,16 @@ func (s *session) Emit(e protocols.Event) {
 		e.Protocol = s.spec.Name
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if len(s.events) >= s.maxEvents {
 		s.dropped++
+		s.mu.Unlock()
 		return
 	}
 	s.events = append(s.events, e)
+	s.mu.Unlock()
+	if s.observe != nil {
+		s.observe(s, e)
+	}
 }
 
 // KeepFile keeps an upload as evidence within the session's caps.

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -72,6 +73,9 @@ func (l *lockedBuffer) String() string {
 
 func startSensor(t *testing.T, bin string, args ...string) *sensorProc {
 	t.Helper()
+	if !slices.Contains(args, "--api") {
+		args = append(args, "--api", "127.0.0.1:0") // tests run side by side
+	}
 	cmd := exec.Command(bin, append([]string{"run"}, args...)...)
 	pr, pw := io.Pipe()
 	sp := &sensorProc{cmd: cmd, stdout: &bytes.Buffer{}, stderr: &lockedBuffer{}}

@@ -107,6 +107,9 @@ type configFlags struct {
 	s3Insecure                          bool
 	ports                               portFlags
 	disable                             listFlag
+	apiAddr, apiUser, apiPass, events   string
+	apiCert, apiKey                     string
+	apiTokens                           listFlag
 }
 
 func newConfigFlags(name string, withRun bool) *configFlags {
@@ -131,6 +134,13 @@ func newConfigFlags(name string, withRun bool) *configFlags {
 		fs.StringVar(&f.logFmt, "log-format", "", "text or json")
 		fs.Var(&f.ports, "port", "move a service: NAME=PORT (repeatable), e.g. --port modbus=5020")
 		fs.Var(&f.disable, "disable", "disable a service of the persona (repeatable)")
+		fs.StringVar(&f.apiAddr, "api", "", "management API address: TAXII 2.1 at /taxii2/, metrics at /metrics (default 127.0.0.1:8080; off to disable)")
+		fs.StringVar(&f.apiUser, "api-user", "", "management API HTTP Basic user (with --api-password)")
+		fs.StringVar(&f.apiPass, "api-password", "", "management API HTTP Basic password")
+		fs.Var(&f.apiTokens, "api-token", "management API key for Authorization: Bearer|Token (repeatable)")
+		fs.StringVar(&f.apiCert, "api-tls-cert", "", "serve the management API over TLS with this certificate (PEM)")
+		fs.StringVar(&f.apiKey, "api-tls-key", "", "private key (PEM) for --api-tls-cert")
+		fs.StringVar(&f.events, "events", "", "ECS NDJSON event log (default <data>/events.ndjson; - for stdout; off)")
 	}
 	return f
 }
@@ -194,11 +204,32 @@ func (f *configFlags) load() (*sensor.Config, error) {
 			cfg.Log.Level = f.logLevel
 		case "log-format":
 			cfg.Log.Format = f.logFmt
+		case "api":
+			cfg.API.Listen = f.apiAddr
+			if f.apiAddr == "off" {
+				cfg.API.Listen = ""
+			}
+		case "api-tls-cert":
+			cfg.API.TLSCert = f.apiCert
+		case "api-tls-key":
+			cfg.API.TLSKey = f.apiKey
+		case "events":
+			cfg.Events.Path = f.events
 		}
 	})
 	if ferr != nil {
 		return nil, ferr
 	}
+	if f.apiUser != "" || f.apiPass != "" {
+		if f.apiUser == "" || f.apiPass == "" {
+			return nil, usageError("pcapot run: --api-user and --api-password go together")
+		}
+		if cfg.API.Users == nil {
+			cfg.API.Users = map[string]string{}
+		}
+		cfg.API.Users[f.apiUser] = f.apiPass
+	}
+	cfg.API.Tokens = append(cfg.API.Tokens, f.apiTokens...)
 	for name, port := range f.ports {
 		setPort(cfg, name, port)
 	}
@@ -302,6 +333,9 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "pcapot sensor %s\n", s.SensorID())
 	for _, a := range s.Addrs() {
 		fmt.Fprintf(stdout, "  listening: %s\n", a)
+	}
+	if u := s.APIURL(); u != "" {
+		fmt.Fprintf(stdout, "  api:       %s/taxii2/ %s/metrics\n", u, u)
 	}
 	fmt.Fprintf(stdout, "  capturing: %s\n  storing:   %s\n", strings.Join(s.Interfaces(), ", "), s.StoreLocation())
 	return s.Run(ctx)
