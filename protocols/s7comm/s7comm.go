@@ -263,35 +263,23 @@ func newDevice(c *Config, boot time.Time) *device {
 }
 
 // allocRef returns a new non-zero COTP source reference.
-func (d *device) allocRef() uint16 {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.nextRef++
-	if d.nextRef == 0 {
-		d.nextRef = 1
-	}
-	return d.nextRef
-}
+func (d *device) allocRef() uint16 { return allocNonZero(&d.mu, &d.nextRef) }
 
 // allocSeq returns a new non-zero userdata sequence number.
-func (d *device) allocSeq() byte {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.nextSeq++
-	if d.nextSeq == 0 {
-		d.nextSeq = 1
-	}
-	return d.nextSeq
-}
+func (d *device) allocSeq() byte { return allocNonZero(&d.mu, &d.nextSeq) }
 
-func (d *device) allocDURN() byte {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.nextDURN++
-	if d.nextDURN == 0 {
-		d.nextDURN = 1
+// allocDURN returns a new non-zero data unit reference number.
+func (d *device) allocDURN() byte { return allocNonZero(&d.mu, &d.nextDURN) }
+
+// allocNonZero advances the counter *next, skipping 0, under mu and returns it.
+func allocNonZero[T uint8 | uint16](mu *sync.Mutex, next *T) T {
+	mu.Lock()
+	defer mu.Unlock()
+	*next++
+	if *next == 0 {
+		*next = 1
 	}
-	return d.nextDURN
+	return *next
 }
 
 func (d *device) state() (bool, time.Time) {
