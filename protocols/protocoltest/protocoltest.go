@@ -154,6 +154,17 @@ func (s *Server) WaitEvent(t testing.TB, op string, match func(protocols.Event) 
 	return found
 }
 
+// Dial connects to a TCP server and closes the connection when the test ends.
+func (s *Server) Dial(t testing.TB) net.Conn {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", s.Addr.String(), 5*time.Second)
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
 // Errors returns the errors handlers returned so far.
 func (s *Server) Errors() []error {
 	s.mu.Lock()

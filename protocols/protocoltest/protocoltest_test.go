@@ -148,10 +148,7 @@ func TestCapture(t *testing.T) {
 func TestServerEvents(t *testing.T) {
 	srv := ServeTCP(t, "", greeter{})
 	for _, in := range []string{"one", "two"} {
-		c, err := net.Dial("tcp", srv.Addr.String())
-		if err != nil {
-			t.Fatal(err)
-		}
+		c := srv.Dial(t)
 		c.Write([]byte(in))
 		c.Close()
 		srv.WaitEvent(t, "read", func(e protocols.Event) bool { return string(e.Data) == in })
