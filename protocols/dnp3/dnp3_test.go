@@ -251,12 +251,7 @@ func serve(t testing.TB, cfg *Config, mod func(*protocols.Env)) (*Handler, *prot
 
 func dial(t testing.TB, srv *protocoltest.Server) *dclient {
 	t.Helper()
-	c, err := net.Dial("tcp", srv.Addr.String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return &dclient{t: t, c: c}
+	return &dclient{t: t, c: srv.Dial(t)}
 }
 
 func (c *dclient) write(b []byte) {

@@ -71,11 +71,7 @@ func server(t *testing.T, mod func(*Config), env *protocols.Env) *protocoltest.S
 
 func dial(t *testing.T, srv *protocoltest.Server) *net.TCPConn {
 	t.Helper()
-	c, err := net.DialTimeout("tcp", srv.Addr.String(), 5*time.Second)
-	if err != nil {
-		t.Fatalf("dial: %v", err)
-	}
-	t.Cleanup(func() { c.Close() })
+	c := srv.Dial(t)
 	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
 	return c.(*net.TCPConn)
 }

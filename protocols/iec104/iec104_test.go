@@ -289,12 +289,7 @@ type client struct {
 
 func dial(t testing.TB, srv *protocoltest.Server) *client {
 	t.Helper()
-	c, err := net.Dial("tcp", srv.Addr.String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return &client{t: t, c: c}
+	return &client{t: t, c: srv.Dial(t)}
 }
 
 func (cl *client) write(b []byte) {

@@ -40,16 +40,6 @@ func newHandler(t testing.TB, mutate func(*Config)) *Handler {
 	return h
 }
 
-func dial(t testing.TB, srv *protocoltest.Server) net.Conn {
-	t.Helper()
-	c, err := net.Dial("tcp", srv.Addr.String())
-	if err != nil {
-		t.Fatalf("dial: %v", err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
-}
-
 // readTPKT reads one TPKT packet.
 func readTPKT(t testing.TB, c net.Conn) []byte {
 	t.Helper()
@@ -203,7 +193,7 @@ func TestCOTPConnect(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			c := dial(t, srv)
+			c := srv.Dial(t)
 			send(t, c, protocoltest.Unhex(t, tc.cr))
 			got := readTPKT(t, c)
 			if tc.want == "" {
@@ -238,7 +228,7 @@ func TestCOTPConnect(t *testing.T) {
 func TestStandardCRIsNotConpot(t *testing.T) {
 	h := newHandler(t, func(c *Config) { c.Slots = []int{2} })
 	srv := protocoltest.ServeTCP(t, "", h)
-	c := dial(t, srv)
+	c := srv.Dial(t)
 	send(t, c, protocoltest.Unhex(t, hexStandardCR))
 	got := readTPKT(t, c)
 	if bytes.Equal(got, protocoltest.Unhex(t, hexConpotCC)) {
@@ -258,7 +248,7 @@ func TestStandardCRIsNotConpot(t *testing.T) {
 		t.Errorf("TPDU size not negotiated: % x", got)
 	}
 	// A second connection gets another source reference.
-	c2 := dial(t, srv)
+	c2 := srv.Dial(t)
 	send(t, c2, cr)
 	got2 := readTPKT(t, c2)
 	if bytes.Equal(got[8:10], got2[8:10]) {
@@ -283,7 +273,7 @@ func TestSetupCommunication(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHandler(t, func(c *Config) { c.MaxPDUSize = tc.maxPDU })
 			srv := protocoltest.ServeTCP(t, "", h)
-			c := dial(t, srv)
+			c := srv.Dial(t)
 			send(t, c, protocoltest.Unhex(t, hexStandardCR1))
 			readTPKT(t, c)
 			resp := job(t, c, Header{ROSCTR: ROSCTRJob, PDURef: 0x0a0b}, AppendSetup(nil, tc.req), nil)
@@ -300,7 +290,7 @@ func TestSetupCommunication(t *testing.T) {
 	// nmap's literal setup bytes.
 	h := newHandler(t, nil)
 	srv := protocoltest.ServeTCP(t, "", h)
-	c := dial(t, srv)
+	c := srv.Dial(t)
 	send(t, c, protocoltest.Unhex(t, hexCRSlot0))
 	readTPKT(t, c)
 	send(t, c, protocoltest.Unhex(t, hexSetup))
@@ -409,7 +399,7 @@ func cstr(b []byte) string {
 func TestReadSZL(t *testing.T) {
 	h := newHandler(t, nil)
 	srv := protocoltest.ServeTCP(t, "", h)
-	c := dial(t, srv)
+	c := srv.Dial(t)
 	connect(t, c, 480)
 	id := testIdentity()
 	recHex := func(r []byte) string { return hex.EncodeToString(r) }
@@ -535,7 +525,7 @@ func writeVar(t testing.TB, c net.Conn, items []Item, data []DataItem) []byte {
 func TestReadWriteAcrossSessions(t *testing.T) {
 	h := newHandler(t, nil)
 	srv := protocoltest.ServeTCP(t, "", h)
-	a, b := dial(t, srv), dial(t, srv)
+	a, b := srv.Dial(t), srv.Dial(t)
 	connect(t, a, 240)
 	connect(t, b, 240)
 
@@ -601,7 +591,7 @@ func TestReadWriteAcrossSessions(t *testing.T) {
 func TestReadWriteErrors(t *testing.T) {
 	h := newHandler(t, nil)
 	srv := protocoltest.ServeTCP(t, "", h)
-	c := dial(t, srv)
+	c := srv.Dial(t)
 	connect(t, c, 240)
 	readTests := []struct {
 		name string
@@ -667,7 +657,7 @@ func TestReadWriteErrors(t *testing.T) {
 		}
 		h := newHandler(t, func(c *Config) { c.MaxPDUSize = 480 })
 		srv := protocoltest.ServeTCP(t, "", h)
-		c := dial(t, srv)
+		c := srv.Dial(t)
 		connect(t, c, 480)
 		got := readVar(t, c, items...)
 		if want := protocoltest.Unhex(t, "320200000300000000008104"); !bytes.Equal(got, want) {
@@ -703,7 +693,7 @@ func cpuMode(t testing.TB, c net.Conn) byte {
 func TestStopStart(t *testing.T) {
 	h := newHandler(t, nil)
 	srv := protocoltest.ServeTCP(t, "", h)
-	a, b := dial(t, srv), dial(t, srv)
+	a, b := srv.Dial(t), srv.Dial(t)
 	connect(t, a, 240)
 	connect(t, b, 240)
 	if m := cpuMode(t, b); m != 0x08 {
@@ -757,7 +747,7 @@ func TestStopStart(t *testing.T) {
 func TestInitialStopState(t *testing.T) {
 	h := newHandler(t, func(c *Config) { c.CPUState = "stop" })
 	srv := protocoltest.ServeTCP(t, "", h)
-	c := dial(t, srv)
+	c := srv.Dial(t)
 	connect(t, c, 240)
 	if m := cpuMode(t, c); m != 0x04 {
 		t.Fatalf("mode %#x, want STOP", m)
@@ -767,7 +757,7 @@ func TestInitialStopState(t *testing.T) {
 func TestUnsupportedAndMalformed(t *testing.T) {
 	h := newHandler(t, nil)
 	srv := protocoltest.ServeTCP(t, "", h)
-	c := dial(t, srv)
+	c := srv.Dial(t)
 	connect(t, c, 240)
 	tests := []struct {
 		name string
@@ -812,13 +802,13 @@ func TestUnsupportedAndMalformed(t *testing.T) {
 		}
 	})
 	t.Run("S7comm-plus closes the connection", func(t *testing.T) {
-		c := dial(t, srv)
+		c := srv.Dial(t)
 		connect(t, c, 240)
 		send(t, c, AppendDataPackets(nil, protocoltest.Unhex(t, "72010012310000050000000000300000000072010000"), 1024))
 		expectClosed(t, c)
 	})
 	t.Run("job before setup communication", func(t *testing.T) {
-		c := dial(t, srv)
+		c := srv.Dial(t)
 		send(t, c, protocoltest.Unhex(t, hexStandardCR1))
 		readTPKT(t, c)
 		got := readVar(t, c, varItem(AreaDB, 1, TSByte, 1, 0, 0))
@@ -827,7 +817,7 @@ func TestUnsupportedAndMalformed(t *testing.T) {
 		}
 	})
 	t.Run("DR is confirmed and closes", func(t *testing.T) {
-		c := dial(t, srv)
+		c := srv.Dial(t)
 		send(t, c, protocoltest.Unhex(t, hexStandardCR1))
 		cc := readTPKT(t, c)
 		send(t, c, AppendTPKT(nil, AppendDisconnectRequest(nil, binary.BigEndian.Uint16(cc[8:10]), 4, ReasonNormal)))
@@ -838,12 +828,12 @@ func TestUnsupportedAndMalformed(t *testing.T) {
 		expectClosed(t, c)
 	})
 	t.Run("bad TPKT version closes", func(t *testing.T) {
-		c := dial(t, srv)
+		c := srv.Dial(t)
 		send(t, c, protocoltest.Unhex(t, "0400001611e00000000400c1020100c2020101c0010a"))
 		expectClosed(t, c)
 	})
 	t.Run("unknown TPDU type gets an ER", func(t *testing.T) {
-		c := dial(t, srv)
+		c := srv.Dial(t)
 		connect(t, c, 240)
 		send(t, c, protocoltest.Unhex(t, "0300000803500004")) // LI 3, code 0x50 (RJ, not in class 0)
 		got := readTPKT(t, c)
@@ -860,7 +850,7 @@ func TestFraming(t *testing.T) {
 	srv := protocoltest.ServeTCP(t, "", h)
 
 	t.Run("CR, setup and SZL in one segment", func(t *testing.T) {
-		c := dial(t, srv)
+		c := srv.Dial(t)
 		send(t, c, protocoltest.Unhex(t, hexCRSlot0+hexSetup+hexSZL0011))
 		if cc := readTPKT(t, c); cc[5] != TPDUConnConfirm {
 			t.Fatalf("CC % x", cc)
@@ -873,7 +863,7 @@ func TestFraming(t *testing.T) {
 		}
 	})
 	t.Run("one TPKT byte by byte", func(t *testing.T) {
-		c := dial(t, srv)
+		c := srv.Dial(t)
 		for _, b := range protocoltest.Unhex(t, hexCRSlot0) {
 			send(t, c, []byte{b})
 			time.Sleep(2 * time.Millisecond)
@@ -883,7 +873,7 @@ func TestFraming(t *testing.T) {
 		}
 	})
 	t.Run("PDU in DT TPDUs of 128 octets", func(t *testing.T) {
-		c := dial(t, srv)
+		c := srv.Dial(t)
 		connect(t, c, 240)
 		items := []Item{varItem(AreaDB, 3, TSByte, 100, 0, 0)}
 		pdu := AppendPDU(nil, Header{ROSCTR: ROSCTRJob, PDURef: 9}, AppendVarItems(nil, FuncWriteVar, items), AppendDataItems(nil, []DataItem{{0, DTSByte, bytes.Repeat([]byte{7}, 100)}}))
@@ -893,7 +883,7 @@ func TestFraming(t *testing.T) {
 		}
 	})
 	t.Run("answers are segmented to a small TPDU size", func(t *testing.T) {
-		c := dial(t, srv)
+		c := srv.Dial(t)
 		send(t, c, protocoltest.Unhex(t, "030000130ee00000004200c1020100c2020101")) // no TPDU size: 128
 		readTPKT(t, c)
 		send(t, c, protocoltest.Unhex(t, hexSetup))
@@ -934,7 +924,7 @@ func TestHostileInput(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			c := dial(t, srv)
+			c := srv.Dial(t)
 			tc.write(c)
 			if tcp, ok := c.(*net.TCPConn); ok {
 				tcp.CloseWrite()
@@ -948,7 +938,7 @@ func TestHostileInput(t *testing.T) {
 		})
 	}
 	t.Run("idle session times out", func(t *testing.T) {
-		c := dial(t, srv)
+		c := srv.Dial(t)
 		start := time.Now()
 		expectClosed(t, c)
 		if d := time.Since(start); d < 250*time.Millisecond || d > 3*time.Second {
@@ -956,7 +946,7 @@ func TestHostileInput(t *testing.T) {
 		}
 	})
 	t.Run("slow sender cannot stretch one TPKT", func(t *testing.T) {
-		c := dial(t, srv)
+		c := srv.Dial(t)
 		cr := protocoltest.Unhex(t, hexCRSlot0)
 		start := time.Now()
 		for i := 0; i < len(cr); i++ {

@@ -67,7 +67,7 @@ func TestWiresharkDissector(t *testing.T) {
 	text2pcap := testenv.LookPath(t, "text2pcap")
 	h := newHandler(t, nil)
 	srv := protocoltest.ServeTCP(t, "", h)
-	c := dial(t, srv)
+	c := srv.Dial(t)
 	pdu := func(ref uint16, rosctr byte, params, data []byte) []byte {
 		return AppendDataPackets(nil, AppendPDU(nil, Header{ROSCTR: rosctr, PDURef: ref}, params, data), 1024)
 	}
