@@ -77,14 +77,16 @@ func startSensor(t *testing.T, bin string, args ...string) *sensorProc {
 		args = append(args, "--api", "127.0.0.1:0") // tests run side by side
 	}
 	cmd := exec.Command(bin, append([]string{"run"}, args...)...)
-	pr, pw := io.Pipe()
 	sp := &sensorProc{cmd: cmd, stdout: &bytes.Buffer{}, stderr: &lockedBuffer{}}
-	cmd.Stdout = pw
+	pr, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
 	cmd.Stderr = sp.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	ready := make(chan struct{})
+	ready, exited := make(chan struct{}), make(chan struct{})
 	go func() {
 		sc := bufio.NewScanner(pr)
 		for sc.Scan() {
@@ -93,9 +95,12 @@ func startSensor(t *testing.T, bin string, args ...string) *sensorProc {
 				close(ready)
 			}
 		}
+		close(exited) // stdout closed: the process is gone
 	}()
 	select {
 	case <-ready:
+	case <-exited:
+		t.Fatalf("sensor exited at start:\n%s\n%s", sp.stdout, sp.stderr)
 	case <-time.After(20 * time.Second):
 		cmd.Process.Kill()
 		t.Fatalf("sensor did not start:\n%s\n%s", sp.stdout, sp.stderr)
