@@ -137,12 +137,13 @@ func generateMAC(oui string) (net.HardwareAddr, error) {
 	return prefix, nil
 }
 
-// expand replaces {serial}, {mac}, {firmware}, {hardware}, {order_number}, {model},
-// {product}, {vendor} and {hostname} in every identity string, so that strings such as
-// sysDescr carry the per-install values.
+// expand replaces {serial}, {mac}, {firmware}, {firmware_number} (the firmware without
+// a leading V), {hardware}, {order_number}, {model}, {product}, {vendor} and {hostname}
+// in every identity string, so that strings such as sysDescr carry the per-install values.
 func expand(id *protocols.Identity) {
 	r := strings.NewReplacer(
 		"{serial}", id.Serial, "{mac}", id.MAC.String(), "{firmware}", id.Firmware,
+		"{firmware_number}", strings.TrimLeft(id.Firmware, "Vv"),
 		"{hardware}", id.Hardware, "{order_number}", id.OrderNumber, "{model}", id.Model,
 		"{product}", id.Product, "{vendor}", id.Vendor, "{hostname}", id.Hostname,
 	)
