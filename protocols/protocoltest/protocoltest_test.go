@@ -164,3 +164,18 @@ func TestServerEvents(t *testing.T) {
 		t.Fatalf("WaitEvents gave up after %v", d)
 	}
 }
+
+type testConfig struct{}
+
+func TestCheckSpec(t *testing.T) {
+	spec := protocols.Spec{
+		Name: "greeter", Transport: protocols.TCP, Port: 7, Service: "echo",
+		NewConfig: func() any { return &testConfig{} },
+		New: protocols.NewFunc("greeter", func(protocols.Env, *testConfig) (greeter, error) {
+			return greeter{}, nil
+		}),
+	}
+	if h := CheckSpec(t, spec, protocols.Spec{Name: "greeter", Transport: protocols.TCP, Port: 7, Service: "echo"}, Env(t, Identity())); h != (greeter{}) {
+		t.Fatalf("handler %#v", h)
+	}
+}
