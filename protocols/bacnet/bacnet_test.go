@@ -470,20 +470,8 @@ func TestConfigValidate(t *testing.T) {
 }
 
 func TestSpec(t *testing.T) {
-	s := Spec()
-	if s.Name != "bacnet" || s.Transport != protocols.UDP || s.Port != 47808 || s.Service != "bacnet" {
-		t.Fatalf("spec %+v", s)
-	}
-	h, err := s.New(protocoltest.Env(t, &testIdentity), s.NewConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, ok := h.(protocols.DatagramHandler); !ok {
-		t.Fatalf("handler %T is not a DatagramHandler", h)
-	}
-	if _, err := s.New(protocoltest.Env(t, &testIdentity), struct{}{}); !errors.Is(err, protocols.ErrConfig) {
-		t.Errorf("wrong config type: %v", err)
-	}
+	protocoltest.CheckSpec(t, Spec(), protocols.Spec{Name: "bacnet", Transport: protocols.UDP, Port: 47808, Service: "bacnet"},
+		protocoltest.Env(t, &testIdentity))
 }
 
 // TestLoopback serves the handler on a real UDP socket and talks to it as a client.

@@ -203,17 +203,8 @@ func TestConfigValidate(t *testing.T) {
 }
 
 func TestSpec(t *testing.T) {
-	s := Spec()
-	if s.Name != "dnp3" || s.Port != 20000 || s.Transport != protocols.TCP || s.Service != "dnp" {
-		t.Fatalf("spec %+v", s)
-	}
-	h, err := s.New(protocoltest.Env(t, &protocols.Identity{}), s.NewConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, ok := h.(protocols.StreamHandler); !ok {
-		t.Fatalf("New returned %T", h)
-	}
+	protocoltest.CheckSpec(t, Spec(), protocols.Spec{Name: "dnp3", Transport: protocols.TCP, Port: 20000, Service: "dnp"},
+		protocoltest.Env(t, &protocols.Identity{}))
 }
 
 // ---------------------------------------------------------------------------------

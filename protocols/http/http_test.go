@@ -642,20 +642,8 @@ func TestConfigErrors(t *testing.T) {
 		}
 	})
 	t.Run("spec", func(t *testing.T) {
-		sp := Spec()
-		if sp.Name != "http" || sp.Transport != protocols.TCP || sp.Port != 80 || sp.Service != "http" {
-			t.Fatalf("spec %+v", sp)
-		}
-		h, err := sp.New(protocoltest.Env(t, testIdentity()), sp.NewConfig())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, ok := h.(protocols.StreamHandler); !ok {
-			t.Fatalf("%T is not a StreamHandler", h)
-		}
-		if _, err := sp.New(protocoltest.Env(t, testIdentity()), struct{}{}); !errors.Is(err, protocols.ErrConfig) {
-			t.Fatalf("wrong config type: %v", err)
-		}
+		protocoltest.CheckSpec(t, Spec(), protocols.Spec{Name: "http", Transport: protocols.TCP, Port: 80, Service: "http"},
+			protocoltest.Env(t, testIdentity()))
 	})
 }
 

@@ -253,21 +253,8 @@ func TestConfigValidate(t *testing.T) {
 }
 
 func TestSpec(t *testing.T) {
-	s := Spec()
-	if s.Name != "iec104" || s.Port != 2404 || s.Transport != protocols.TCP || s.Service != "iec-104" {
-		t.Fatalf("spec %+v", s)
-	}
-	cfg := s.NewConfig()
-	h, err := s.New(protocoltest.Env(t, &protocols.Identity{}), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, ok := h.(protocols.StreamHandler); !ok {
-		t.Fatalf("New returned %T", h)
-	}
-	if _, err := s.New(protocoltest.Env(t, &protocols.Identity{}), struct{}{}); !errors.Is(err, protocols.ErrConfig) {
-		t.Fatalf("wrong config type: err = %v", err)
-	}
+	protocoltest.CheckSpec(t, Spec(), protocols.Spec{Name: "iec104", Transport: protocols.TCP, Port: 2404, Service: "iec-104"},
+		protocoltest.Env(t, &protocols.Identity{}))
 }
 
 // ---------------------------------------------------------------------------------

@@ -1078,21 +1078,11 @@ func TestConfigErrors(t *testing.T) {
 }
 
 func TestSpec(t *testing.T) {
-	s := Spec()
-	if s.Name != "modbus" || s.Transport != protocols.TCP || s.Port != 502 || s.Service != "mbap" {
-		t.Fatalf("spec %+v", s)
+	if _, ok := Spec().NewConfig().(*Config); !ok {
+		t.Fatalf("NewConfig returns %T", Spec().NewConfig())
 	}
-	cfg := s.NewConfig()
-	if _, ok := cfg.(*Config); !ok {
-		t.Fatalf("NewConfig returns %T", cfg)
-	}
-	h, err := s.New(testEnv(t, time.Now), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, ok := h.(protocols.StreamHandler); !ok {
-		t.Fatalf("New returns %T, not a StreamHandler", h)
-	}
+	protocoltest.CheckSpec(t, Spec(), protocols.Spec{Name: "modbus", Transport: protocols.TCP, Port: 502, Service: "mbap"},
+		testEnv(t, time.Now))
 }
 
 func TestDefaultMap(t *testing.T) {

@@ -990,17 +990,8 @@ func TestConfigValidation(t *testing.T) {
 			}
 		})
 	}
-	s := Spec()
-	if s.Name != "s7comm" || s.Port != 102 || s.Service != "iso-tsap" || s.Transport != protocols.TCP {
-		t.Errorf("spec %+v", s)
-	}
-	hh, err := s.New(protocoltest.Env(t, testIdentity()), s.NewConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, ok := hh.(protocols.StreamHandler); !ok {
-		t.Errorf("handler %T is not a StreamHandler", hh)
-	}
+	protocoltest.CheckSpec(t, Spec(), protocols.Spec{Name: "s7comm", Transport: protocols.TCP, Port: 102, Service: "iso-tsap"},
+		protocoltest.Env(t, testIdentity()))
 }
 
 // TestNmapS7Info drives nmap's s7-info script against the handler. nmap first asks

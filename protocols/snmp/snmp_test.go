@@ -1324,12 +1324,10 @@ func TestConfig(t *testing.T) {
 }
 
 func TestSpec(t *testing.T) {
-	s := Spec()
-	if s.Name != "snmp" || s.Transport != protocols.UDP || s.Port != 161 || s.Service != "snmp" {
-		t.Errorf("spec %+v", s)
-	}
-	if _, ok := s.NewConfig().(*Config); !ok {
-		t.Errorf("NewConfig returns %T", s.NewConfig())
+	protocoltest.CheckSpec(t, Spec(), protocols.Spec{Name: "snmp", Transport: protocols.UDP, Port: 161, Service: "snmp"},
+		protocoltest.Env(t, protocoltest.Identity()))
+	if _, ok := Spec().NewConfig().(*Config); !ok {
+		t.Errorf("NewConfig returns %T", Spec().NewConfig())
 	}
 }
 
