@@ -87,6 +87,25 @@ func (st *State) Identity(dir string, p *Persona) (*protocols.Identity, error) {
 	return id, nil
 }
 
+// InstallIdentity returns the identity a sensor with data folder dir serves for p: the
+// persona's, with the values this install generated and the placeholders expanded. It
+// reads the install's state and changes nothing; a persona the install never served is
+// an error.
+func InstallIdentity(dir string, p *Persona) (*protocols.Identity, error) {
+	b, err := os.ReadFile(filepath.Join(dir, stateFile))
+	if err != nil {
+		return nil, fmt.Errorf("state: %w", err)
+	}
+	var st State
+	if err := json.Unmarshal(b, &st); err != nil {
+		return nil, fmt.Errorf("state: %w", err)
+	}
+	if _, ok := st.Personas[p.Name]; !ok {
+		return nil, fmt.Errorf("state: this install has not served persona %s", p.Name)
+	}
+	return st.identity(p)
+}
+
 // identity applies (generating them when missing) the install's values to p's identity.
 func (st *State) identity(p *Persona) (*protocols.Identity, error) {
 	v, ok := st.Personas[p.Name]
