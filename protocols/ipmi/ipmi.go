@@ -231,7 +231,12 @@ func New(env protocols.Env, cfg *Config) (*Handler, error) {
 // revision (binary), the minor revision (BCD) and the auxiliary revision bytes.
 func firmwareRevision(fw string) (major, minor byte, aux []byte) {
 	fw = strings.TrimLeftFunc(fw, func(r rune) bool { return r < '0' || r > '9' })
-	parts := strings.FieldsFunc(fw, func(r rune) bool { return r == '.' || r == '-' || r == '_' || r == ' ' })
+	var parts []string
+	for _, p := range strings.FieldsFunc(fw, func(r rune) bool { return r == '.' || r == '-' || r == '_' || r == ' ' }) {
+		if p[0] >= '0' && p[0] <= '9' {
+			parts = append(parts, p)
+		}
+	}
 	num := func(i int) int {
 		if i >= len(parts) {
 			return 0
