@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/netip"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -420,11 +421,7 @@ func (c *session) children(dir string) []*node {
 }
 
 func sortNodes(ns []*node) {
-	for i := 1; i < len(ns); i++ {
-		for j := i; j > 0 && ns[j].path < ns[j-1].path; j-- {
-			ns[j], ns[j-1] = ns[j-1], ns[j]
-		}
-	}
+	slices.SortFunc(ns, func(a, b *node) int { return strings.Compare(a.path, b.path) })
 }
 
 func (c *session) cmdStore(verb, arg string, ev *protocols.Event) result {

@@ -14,6 +14,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -293,7 +294,7 @@ func New(env protocols.Env, cfg *Config) (*Handler, error) {
 		m, _ := parseClock(s)
 		h.shifts = append(h.shifts, m)
 	}
-	sortInts(h.shifts)
+	slices.Sort(h.shifts)
 	id := env.Identity
 	for i, t := range cfg.Tanks {
 		seed := fnv.New64a()
@@ -307,14 +308,6 @@ func New(env protocols.Env, cfg *Config) (*Handler, error) {
 		h.labels = append(h.labels, t.Product)
 	}
 	return h, nil
-}
-
-func sortInts(a []int) {
-	for i := 1; i < len(a); i++ {
-		for j := i; j > 0 && a[j] < a[j-1]; j-- {
-			a[j], a[j-1] = a[j-1], a[j]
-		}
-	}
 }
 
 func clipString(s string, n int) string {

@@ -284,12 +284,9 @@ func parseGUID(s string) [16]byte {
 	return g
 }
 
-// randomBytes fills b from the system's random source.
-func randomBytes(b []byte) {
-	if _, err := rand.Read(b); err != nil {
-		panic(fmt.Sprintf("ipmi: random source: %v", err)) // crypto/rand does not fail on Linux
-	}
-}
+// randomBytes fills b from the system's random source (crypto/rand.Read does not
+// return errors since Go 1.24).
+func randomBytes(b []byte) { _, _ = rand.Read(b) }
 
 // ServeDatagram answers one datagram of a flow.
 func (h *Handler) ServeDatagram(ctx context.Context, s protocols.Session, req []byte, reply func([]byte) error) error {
