@@ -57,17 +57,17 @@ func run(t *testing.T, stdin string, allowFail bool, name string, args ...string
 // returns what they recorded after a few seconds.
 func events(t *testing.T, srv *protocoltest.Server, want func([]protocols.Event) bool) []protocols.Event {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		var evs []protocols.Event
-		for _, s := range srv.Sessions() {
-			evs = append(evs, s.Events()...)
-		}
-		if want(evs) || time.Now().After(deadline) {
-			return evs
-		}
-		time.Sleep(20 * time.Millisecond)
+	evs, _ := srv.WaitEvents(5*time.Second, want)
+	return evs
+}
+
+// files returns the files the server's sessions kept.
+func files(srv *protocoltest.Server) []protocols.File {
+	var out []protocols.File
+	for _, s := range srv.Sessions() {
+		out = append(out, s.Files()...)
 	}
+	return out
 }
 
 func hasOp(op string, pred func(protocols.Event) bool) func([]protocols.Event) bool {
@@ -199,7 +199,7 @@ func TestPythonFtplib(t *testing.T) {
 			upload = &evs[i]
 		}
 	}
-	if upload == nil || !bytes.Equal(upload.Data, payload) || upload.Detail["sha256"] != hex.EncodeToString(sum[:]) ||
+	if upload == nil || !bytes.Equal(upload.Data, payload[:256]) || upload.Detail["sha256"] != hex.EncodeToString(sum[:]) ||
 		upload.Detail["size"] != "10240" || upload.Detail["name"] != "payload.bin" || upload.Detail["path"] != "/data/payload.bin" ||
 		upload.Detail["complete"] != "true" || !upload.Write || upload.Code != 226 {
 		t.Errorf("upload event %+v", upload)
@@ -208,6 +208,9 @@ func TestPythonFtplib(t *testing.T) {
 		return e.Detail["username"] == "USER" && e.Detail["password"] == "wrong" && e.Exception == 530
 	})(evs) {
 		t.Errorf("no failed login event: %+v", evs)
+	}
+	if f := files(srv); len(f) != 1 || f[0].Name != "payload.bin" || !bytes.Equal(f[0].Data, payload) || f[0].Truncated {
+		t.Errorf("kept files %+v", f)
 	}
 }
 
@@ -255,6 +258,9 @@ func TestCurl(t *testing.T) {
 		return string(e.Data) == "#!/bin/sh\necho pwned\n" && e.Detail["path"] == "/data/evil.sh" && e.Detail["complete"] == "true"
 	})(evs) {
 		t.Errorf("no upload event: %+v", evs)
+	}
+	if f := files(srv); len(f) != 1 || f[0].Name != "evil.sh" || string(f[0].Data) != "#!/bin/sh\necho pwned\n" {
+		t.Errorf("kept files %+v", f)
 	}
 	if !hasOp("extended_port", func(e protocols.Event) bool { return e.Code == 200 && e.Detail["bounce"] == "" })(evs) {
 		t.Errorf("no EPRT event: %+v", evs)

@@ -30,6 +30,10 @@ var errNoDataSetup = errors.New("ftp: no data connection set up")
 // chunkLen is the size of the reads and writes of a transfer.
 const chunkLen = 32 << 10
 
+// eventDataLen is how much of an upload its event carries; the whole upload goes to
+// Session.KeepFile.
+const eventDataLen = 256
+
 func (c *session) cmdPasv(ev *protocols.Event) result {
 	if c.epsvAll {
 		return result{code: 500, text: "PASV not allowed after EPSV ALL."}
@@ -478,8 +482,12 @@ func (c *session) cmdStore(verb, arg string, ev *protocols.Event) result {
 	}
 	limit := min(c.h.cfg.MaxUploadSize-int64(len(prev)), c.h.cfg.MaxSessionUpload-c.held)
 	data, reason := c.receive(dc, max(limit, 0))
+	truncated := reason == "size_limit" || reason == "memory_limit"
+	// The upload is evidence: the sensor keeps it beside the session's pcap (the
+	// data connection is not part of the captured session).
+	c.s.KeepFile(protocols.File{Time: c.h.env.Now(), Protocol: "ftp", Name: arg, Data: data, Truncated: truncated})
 	sum := sha256.Sum256(data)
-	ev.Data = data
+	ev.Data = data[:min(len(data), eventDataLen)]
 	ev.Quantity = len(data)
 	ev.Detail["sha256"] = hex.EncodeToString(sum[:])
 	ev.Detail["size"] = strconv.Itoa(len(data))

@@ -26,17 +26,7 @@ func Spec() protocols.Spec {
 		Port:      21,
 		Service:   "ftp",
 		NewConfig: func() any { return NewConfig() },
-		New: func(env protocols.Env, cfg any) (any, error) {
-			c, ok := cfg.(*Config)
-			if !ok {
-				return nil, fmt.Errorf("ftp: config is %T, want *ftp.Config: %w", cfg, protocols.ErrConfig)
-			}
-			h, err := New(env, c)
-			if err != nil {
-				return nil, err
-			}
-			return h, nil
-		},
+		New:       protocols.NewFunc("ftp", New),
 	}
 }
 
@@ -246,12 +236,7 @@ func New(env protocols.Env, cfg *Config) (*Handler, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("ftp: %w: %w", protocols.ErrConfig, err)
 	}
-	if env.Now == nil {
-		env.Now = time.Now
-	}
-	if env.Boot.IsZero() {
-		env.Boot = env.Now()
-	}
+	env = env.WithDefaults()
 	expand := expander(env.Identity)
 	ident := fmt.Sprintf("%s\x00%s\x00%s", env.Identity.Vendor, env.Identity.Serial, env.Identity.MAC)
 	t, err := newTree(cfg.Files, cfg.Dirs, expand, env.Boot, ident)

@@ -529,8 +529,15 @@ func TestUploads(t *testing.T) {
 	if e := ev[2]; string(e.Data) != "unique" || e.Detail["path"] != "/data/ftp0001.tmp" || e.Detail["command"] != "STOU" {
 		t.Errorf("STOU event %+v", e)
 	}
-	if e := ev[7]; len(e.Data) != 1000 || e.Detail["complete"] != "false" || e.Detail["reason"] != "size_limit" || e.Exception != 552 {
+	if e := ev[7]; len(e.Data) != 256 || e.Quantity != 1000 || e.Detail["size"] != "1000" || e.Detail["complete"] != "false" || e.Detail["reason"] != "size_limit" || e.Exception != 552 {
 		t.Errorf("cut upload event %+v (data %d bytes)", e, len(e.Data))
+	}
+	// Every upload that reached the data connection is kept as evidence, whole up to
+	// the limit, under the name the client gave.
+	files := c.sess.Files()
+	if len(files) != 4 || files[0].Name != "../data/x.bin" || !bytes.Equal(files[0].Data, payload) || files[0].Protocol != "ftp" ||
+		string(files[1].Data) != "+more" || files[2].Name != "ftp0001.tmp" || len(files[3].Data) != 1000 || !files[3].Truncated || files[0].Truncated {
+		t.Errorf("kept files %+v", files)
 	}
 	if ev[3].Exception != 550 || ev[3].Data != nil || ev[5].Exception != 553 {
 		t.Errorf("refused upload events %+v", ev[3:6])
@@ -1049,16 +1056,11 @@ func TestConfig(t *testing.T) {
 	if _, err := New(protocols.Env{}, NewConfig()); !errors.Is(err, protocols.ErrConfig) {
 		t.Errorf("no identity: %v", err)
 	}
-	spec := Spec()
-	if spec.Name != "ftp" || spec.Port != 21 || spec.Transport != protocols.TCP || spec.Service != "ftp" {
-		t.Errorf("spec %+v", spec)
-	}
-	if _, err := spec.New(protocoltest.Env(t, testIdentity()), spec.NewConfig()); err != nil {
-		t.Errorf("spec.New: %v", err)
-	}
-	if _, err := spec.New(protocoltest.Env(t, testIdentity()), "x"); !errors.Is(err, protocols.ErrConfig) {
-		t.Errorf("spec.New with a wrong config type: %v", err)
-	}
+}
+
+func TestSpec(t *testing.T) {
+	protocoltest.CheckSpec(t, Spec(), protocols.Spec{Name: "ftp", Transport: protocols.TCP, Port: 21, Service: "ftp"},
+		protocoltest.Env(t, testIdentity()))
 }
 
 func TestPassiveAddressAndPorts(t *testing.T) {

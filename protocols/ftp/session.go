@@ -13,7 +13,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/pcapot/pcapot/protocols"
@@ -529,20 +528,14 @@ func (c *session) close() {
 
 // quiet maps the errors of a peer that went away to nil.
 func quiet(err error) error {
-	if err == nil || peerGone(err) || errors.Is(err, context.Canceled) {
+	if err == nil || protocols.PeerGone(err) || errors.Is(err, context.Canceled) {
 		return nil
 	}
 	return err
 }
 
+// isTimeout reports whether a read or write ended at its deadline.
 func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.Is(err, os.ErrDeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
-}
-
-// peerGone reports whether err means the peer closed, reset or stalled the
-// connection.
-func peerGone(err error) bool {
-	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrClosedPipe) || errors.Is(err, net.ErrClosed) ||
-		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || isTimeout(err)
 }

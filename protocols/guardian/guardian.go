@@ -11,14 +11,12 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
-	"io"
 	"net"
 	"os"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 	_ "time/tzdata" // station time zones work on hosts without a zoneinfo database
 
@@ -35,17 +33,7 @@ func Spec() protocols.Spec {
 		Port:      10001,
 		Service:   "scp-config",
 		NewConfig: func() any { return NewConfig() },
-		New: func(env protocols.Env, cfg any) (any, error) {
-			c, ok := cfg.(*Config)
-			if !ok {
-				return nil, fmt.Errorf("guardian: config is %T, want *guardian.Config: %w", cfg, protocols.ErrConfig)
-			}
-			h, err := New(env, c)
-			if err != nil {
-				return nil, err
-			}
-			return h, nil
-		},
+		New:       protocols.NewFunc("guardian_ast", New),
 	}
 }
 
@@ -274,12 +262,7 @@ func New(env protocols.Env, cfg *Config) (*Handler, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("guardian: %w: %w", protocols.ErrConfig, err)
 	}
-	if env.Now == nil {
-		env.Now = time.Now
-	}
-	if env.Boot.IsZero() {
-		env.Boot = env.Now()
-	}
+	env = env.WithDefaults()
 	h := &Handler{cfg: *cfg, env: env}
 	h.loc, _ = time.LoadLocation(cfg.TimeZone) // checked by Validate
 	h.header = cfg.StationHeader
@@ -372,7 +355,7 @@ func (h *Handler) ServeStream(ctx context.Context, s protocols.Session, conn net
 			}
 		}
 		if err := conn.SetReadDeadline(deadline); err != nil {
-			if peerGone(err) {
+			if protocols.PeerGone(err) {
 				return nil
 			}
 			return fmt.Errorf("guardian: set read deadline: %w", err)
@@ -403,7 +386,7 @@ func (h *Handler) ServeStream(ctx context.Context, s protocols.Session, conn net
 			buf = backing[:copy(backing, buf)]
 			continue
 		}
-		if err == nil || peerGone(err) {
+		if err == nil || protocols.PeerGone(err) {
 			// A command the peer sent just before closing is still answered, as a
 			// console that has read it does; the write fails quietly if it is gone.
 			out, _, _ = c.drain(out[:0], buf, true)
@@ -485,22 +468,16 @@ func (h *Handler) write(conn net.Conn, out []byte) error {
 
 // quiet maps the errors of a peer that went away to nil.
 func quiet(err error) error {
-	if peerGone(err) {
+	if protocols.PeerGone(err) {
 		return nil
 	}
 	return err
 }
 
+// isTimeout reports whether a read ended at its deadline (the sender paused).
 func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.Is(err, os.ErrDeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
-}
-
-// peerGone reports whether err means the peer closed, reset or stalled the
-// connection: the normal end of a session.
-func peerGone(err error) bool {
-	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrClosedPipe) || errors.Is(err, net.ErrClosed) ||
-		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || isTimeout(err)
 }
 
 // Event operation names by function number.

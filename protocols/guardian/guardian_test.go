@@ -622,16 +622,11 @@ func TestConfig(t *testing.T) {
 	if _, err := New(protocols.Env{}, NewConfig()); !errors.Is(err, protocols.ErrConfig) {
 		t.Errorf("no identity: %v", err)
 	}
-	spec := Spec()
-	if spec.Name != "guardian_ast" || spec.Port != 10001 || spec.Transport != protocols.TCP || spec.Service != "scp-config" {
-		t.Errorf("spec %+v", spec)
-	}
-	if _, err := spec.New(protocoltest.Env(t, testIdentity()), spec.NewConfig()); err != nil {
-		t.Errorf("spec.New: %v", err)
-	}
-	if _, err := spec.New(protocoltest.Env(t, testIdentity()), 42); !errors.Is(err, protocols.ErrConfig) {
-		t.Errorf("spec.New with a wrong config type: %v", err)
-	}
+}
+
+func TestSpec(t *testing.T) {
+	protocoltest.CheckSpec(t, Spec(), protocols.Spec{Name: "guardian_ast", Transport: protocols.TCP, Port: 10001, Service: "scp-config"},
+		protocoltest.Env(t, testIdentity()))
 }
 
 // pipe serves h on one end of a net.Pipe.
@@ -852,13 +847,7 @@ func TestTCP(t *testing.T) {
 		t.Errorf("answer %q", got)
 	}
 	conn.Close()
-	deadline := time.Now().Add(2 * time.Second)
-	for len(srv.Sessions()) == 0 || len(srv.Sessions()[0].Events()) == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("no event recorded")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	srv.WaitEvent(t, "inventory_report", func(e protocols.Event) bool { return e.Detail["function_code"] == "I20100" })
 	if errs := srv.Errors(); len(errs) != 0 {
 		t.Errorf("handler errors: %v", errs)
 	}

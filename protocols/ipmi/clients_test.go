@@ -48,14 +48,6 @@ func mustIpmitool(t *testing.T, srv *protocoltest.Server, args ...string) string
 	return out
 }
 
-func serverEvents(srv *protocoltest.Server) []protocols.Event {
-	var evs []protocols.Event
-	for _, s := range srv.Sessions() {
-		evs = append(evs, s.Events()...)
-	}
-	return evs
-}
-
 func TestIpmitoolMcInfo(t *testing.T) {
 	srv := serveReal(t)
 	for _, suite := range []string{"", "3", "17"} {
@@ -79,7 +71,7 @@ func TestIpmitoolMcInfo(t *testing.T) {
 			}
 		})
 	}
-	evs := serverEvents(srv)
+	evs := srv.Events()
 	suites := map[string]bool{}
 	for _, e := range evs {
 		if e.Op == "open_session" {
@@ -148,7 +140,7 @@ func TestIpmitoolChassis(t *testing.T) {
 		t.Errorf("user-level power off: %v\n%s", err, out)
 	}
 	var control []protocols.Event
-	for _, e := range serverEvents(srv) {
+	for _, e := range srv.Events() {
 		if e.Op == "chassis_control" {
 			control = append(control, e)
 		}
@@ -176,18 +168,15 @@ func TestIpmitoolWrongCredentials(t *testing.T) {
 	}
 	// ipmitool stops after RAKP 2 when its HMAC does not match its password: the
 	// session is reported as abandoned after the setup timeout.
-	deadline := time.Now().Add(5 * time.Second)
-	var evs []protocols.Event
-	var abandoned, unknown bool
-	for !abandoned && time.Now().Before(deadline) {
-		time.Sleep(50 * time.Millisecond)
-		evs = serverEvents(srv)
+	evs, abandoned := srv.WaitEvents(5*time.Second, func(evs []protocols.Event) bool {
 		for _, e := range evs {
 			if e.Op == "rakp_abandoned" && e.Detail["username"] == "ADMIN" {
-				abandoned = true
+				return true
 			}
 		}
-	}
+		return false
+	})
+	var unknown bool
 	for _, e := range evs {
 		if e.Op == "rakp_1" && e.Detail["username"] == "root" && e.Exception == StatusUnauthorizedName {
 			unknown = true

@@ -30,17 +30,7 @@ func Spec() protocols.Spec {
 		Port:      623,
 		Service:   "asf-rmcp",
 		NewConfig: func() any { return NewConfig() },
-		New: func(env protocols.Env, cfg any) (any, error) {
-			c, ok := cfg.(*Config)
-			if !ok {
-				return nil, fmt.Errorf("ipmi: config is %T, want *ipmi.Config: %w", cfg, protocols.ErrConfig)
-			}
-			h, err := New(env, c)
-			if err != nil {
-				return nil, err
-			}
-			return h, nil
-		},
+		New:       protocols.NewFunc("ipmi", New),
 	}
 }
 
@@ -195,12 +185,7 @@ func New(env protocols.Env, cfg *Config) (*Handler, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("ipmi: %w: %w", protocols.ErrConfig, err)
 	}
-	if env.Now == nil {
-		env.Now = time.Now
-	}
-	if env.Boot.IsZero() {
-		env.Boot = env.Now()
-	}
+	env = env.WithDefaults()
 	id := env.Identity
 	h := &Handler{cfg: *cfg, env: env, users: map[string]userEntry{}, sessions: map[uint32]*session{}, powerOn: cfg.PowerOn}
 	for i, u := range cfg.Users {

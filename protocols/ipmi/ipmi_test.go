@@ -892,14 +892,9 @@ func TestConfig(t *testing.T) {
 	if _, err := New(protocols.Env{}, NewConfig()); !errors.Is(err, protocols.ErrConfig) {
 		t.Errorf("no identity: %v", err)
 	}
-	spec := Spec()
-	if spec.Name != "ipmi" || spec.Port != 623 || spec.Transport != protocols.UDP || spec.Service != "asf-rmcp" {
-		t.Errorf("spec %+v", spec)
-	}
-	if _, err := spec.New(protocoltest.Env(t, testIdentity()), spec.NewConfig()); err != nil {
-		t.Errorf("spec.New: %v", err)
-	}
-	if _, err := spec.New(protocoltest.Env(t, testIdentity()), 1); !errors.Is(err, protocols.ErrConfig) {
-		t.Errorf("spec.New with a wrong config type: %v", err)
-	}
+}
+
+func TestSpec(t *testing.T) {
+	protocoltest.CheckSpec(t, Spec(), protocols.Spec{Name: "ipmi", Transport: protocols.UDP, Port: 623, Service: "asf-rmcp"},
+		protocoltest.Env(t, testIdentity()))
 }

@@ -46,27 +46,6 @@ func run(t *testing.T, dir string, name string, args ...string) string {
 	return string(out)
 }
 
-// allEvents waits until the server's sessions recorded an event that ok accepts.
-func allEvents(t *testing.T, srv *protocoltest.Server, ok func(protocols.Event) bool) []protocols.Event {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		var evs []protocols.Event
-		for _, s := range srv.Sessions() {
-			evs = append(evs, s.Events()...)
-		}
-		for _, e := range evs {
-			if ok(e) {
-				return evs
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no matching event in %+v", evs)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // expected returns the bytes the server serves for a file.
 func expected(t *testing.T, h *Handler, name string) []byte {
 	t.Helper()
@@ -88,17 +67,25 @@ func readFile(t *testing.T, p string) []byte {
 	return b
 }
 
+// checkUpload checks the upload event of name and the file kept for it.
 func checkUpload(t *testing.T, srv *protocoltest.Server, name string, want []byte) {
 	t.Helper()
 	sum := sha256.Sum256(want)
-	evs := allEvents(t, srv, func(e protocols.Event) bool { return e.Op == "upload" && e.Detail["name"] == name })
-	for _, e := range evs {
-		if e.Op == "upload" && e.Detail["name"] == name {
-			if !bytes.Equal(e.Data, want) || e.Detail["sha256"] != hex.EncodeToString(sum[:]) || e.Detail["complete"] != "true" ||
-				e.Detail["size"] != strconv.Itoa(len(want)) || !e.Write {
-				t.Errorf("upload event %+v (%d bytes)", e.Detail, len(e.Data))
+	e := srv.WaitEvent(t, "upload", func(e protocols.Event) bool { return e.Detail["name"] == name })
+	if !bytes.Equal(e.Data, want[:min(len(want), 256)]) || e.Detail["sha256"] != hex.EncodeToString(sum[:]) || e.Detail["complete"] != "true" ||
+		e.Detail["size"] != strconv.Itoa(len(want)) || !e.Write {
+		t.Errorf("upload event %+v (%d bytes)", e.Detail, len(e.Data))
+	}
+	var kept []protocols.File
+	for _, s := range srv.Sessions() {
+		for _, f := range s.Files() {
+			if f.Name == name {
+				kept = append(kept, f)
 			}
 		}
+	}
+	if len(kept) != 1 || !bytes.Equal(kept[0].Data, want) || kept[0].Truncated || kept[0].Protocol != "tftp" {
+		t.Errorf("kept files %+v", kept)
 	}
 }
 
@@ -130,8 +117,8 @@ func TestBusybox(t *testing.T) {
 	if err == nil || !strings.Contains(string(out), "File not found") {
 		t.Errorf("missing file: %v %s", err, out)
 	}
-	allEvents(t, srv, func(e protocols.Event) bool {
-		return e.Op == "read_complete" && e.Area == "fw/v3.40.ldx" && e.Detail["blksize"] == "1428" && e.Quantity == 1867776
+	srv.WaitEvent(t, "read_complete", func(e protocols.Event) bool {
+		return e.Area == "fw/v3.40.ldx" && e.Detail["blksize"] == "1428" && e.Quantity == 1867776
 	})
 }
 

@@ -30,17 +30,7 @@ func Spec() protocols.Spec {
 		Port:      69,
 		Service:   "tftp",
 		NewConfig: func() any { return NewConfig() },
-		New: func(env protocols.Env, cfg any) (any, error) {
-			c, ok := cfg.(*Config)
-			if !ok {
-				return nil, fmt.Errorf("tftp: config is %T, want *tftp.Config: %w", cfg, protocols.ErrConfig)
-			}
-			h, err := New(env, c)
-			if err != nil {
-				return nil, err
-			}
-			return h, nil
-		},
+		New:       protocols.NewFunc("tftp", New),
 	}
 }
 
@@ -183,9 +173,7 @@ func New(env protocols.Env, cfg *Config) (*Handler, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("tftp: %w: %w", protocols.ErrConfig, err)
 	}
-	if env.Now == nil {
-		env.Now = time.Now
-	}
+	env = env.WithDefaults()
 	id := env.Identity
 	expand := strings.NewReplacer(
 		"{vendor}", id.Vendor, "{product}", id.Product, "{model}", id.Model,
@@ -498,6 +486,10 @@ func (h *Handler) ack(s protocols.Session, req []byte, t *transfer) ([]byte, *pr
 	return t.last, nil
 }
 
+// eventDataLen is how much of an upload its event carries; the whole upload goes to
+// Session.KeepFile.
+const eventDataLen = 256
+
 // resendGap is the shortest interval between two sends of one block.
 const resendGap = 200 * time.Millisecond
 
@@ -587,9 +579,11 @@ func (h *Handler) report(t *transfer, ev *protocols.Event, reason string) {
 		ev.Detail["reason"] = reason
 	}
 	if t.write {
+		// The upload is evidence: the sensor keeps it beside the session's pcap.
+		t.sess.KeepFile(protocols.File{Time: h.env.Now(), Protocol: "tftp", Name: t.name, Data: t.data, Truncated: reason == "size_limit"})
 		sum := sha256.Sum256(t.data)
 		ev.Write = true
-		ev.Data = t.data
+		ev.Data = t.data[:min(len(t.data), eventDataLen)]
 		ev.Quantity = len(t.data)
 		ev.Detail["size"] = strconv.Itoa(len(t.data))
 		ev.Detail["sha256"] = hex.EncodeToString(sum[:])

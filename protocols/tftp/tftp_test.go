@@ -372,8 +372,13 @@ func TestWrite(t *testing.T) {
 				}
 				return
 			}
-			if len(ups) != 1 || string(ups[0].Data) != tc.data || ups[0].Detail["complete"] != fmt.Sprint(tc.done) || !ups[0].Write {
+			// The event carries the first 256 bytes; the whole upload is kept as a file.
+			want := tc.data[:min(len(tc.data), 256)]
+			if len(ups) != 1 || string(ups[0].Data) != want || ups[0].Quantity != len(tc.data) || ups[0].Detail["complete"] != fmt.Sprint(tc.done) || !ups[0].Write {
 				t.Fatalf("upload events %+v", ups)
+			}
+			if f := f.sess.Files(); len(f) != 1 || string(f[0].Data) != tc.data {
+				t.Fatalf("kept files %+v", f)
 			}
 		})
 	}
@@ -401,6 +406,9 @@ func TestUploadEvent(t *testing.T) {
 	}
 	// The bytes are kept as they came, netascii included.
 	sum := sha256.Sum256([]byte("echo pwn\r\n\x00"))
+	if f := g.sess.Files(); len(f) != 1 || f[0].Name != "boot/evil.sh" || string(f[0].Data) != "echo pwn\r\n\x00" || f[0].Truncated {
+		t.Errorf("kept files %+v", f)
+	}
 	if u.Op != "upload" || string(u.Data) != "echo pwn\r\n\x00" || u.Detail["name"] != "boot/evil.sh" || u.Detail["mode"] != "netascii" ||
 		u.Detail["size"] != "11" || u.Detail["complete"] != "true" || u.Detail["sha256"] != hex.EncodeToString(sum[:]) || u.Quantity != 11 {
 		t.Errorf("upload event %+v", u)
@@ -480,6 +488,9 @@ func TestLimits(t *testing.T) {
 	b.expect(data(1, "01234567"), errPkt(ErrDiskFull))
 	if ev := b.events("upload"); len(ev) != 1 || string(ev[0].Data) != "0123" || ev[0].Detail["reason"] != "size_limit" {
 		t.Errorf("events %+v", ev)
+	}
+	if f := b.sess.Files(); len(f) != 1 || f[0].Name != "up/b" || string(f[0].Data) != "0123" || !f[0].Truncated || f[0].Protocol != "tftp" {
+		t.Errorf("kept files %+v", f)
 	}
 }
 
@@ -613,16 +624,11 @@ func TestConfig(t *testing.T) {
 	if _, err := New(protocols.Env{}, NewConfig()); !errors.Is(err, protocols.ErrConfig) {
 		t.Errorf("no identity: %v", err)
 	}
-	spec := Spec()
-	if spec.Name != "tftp" || spec.Port != 69 || spec.Transport != protocols.UDP || spec.Service != "tftp" {
-		t.Errorf("spec %+v", spec)
-	}
-	if _, err := spec.New(protocoltest.Env(t, testIdentity()), spec.NewConfig()); err != nil {
-		t.Errorf("spec.New: %v", err)
-	}
-	if _, err := spec.New(protocoltest.Env(t, testIdentity()), 1); !errors.Is(err, protocols.ErrConfig) {
-		t.Errorf("spec.New with a wrong config type: %v", err)
-	}
+}
+
+func TestSpec(t *testing.T) {
+	protocoltest.CheckSpec(t, Spec(), protocols.Spec{Name: "tftp", Transport: protocols.UDP, Port: 69, Service: "tftp"},
+		protocoltest.Env(t, testIdentity()))
 }
 
 func TestFiller(t *testing.T) {
