@@ -309,3 +309,24 @@ func TestNmap(t *testing.T) {
 		t.Errorf("no bounce event: %+v", evs)
 	}
 }
+
+// TestWireshark captures a curl session's control connection and has Wireshark's FTP
+// dissector decode it: no malformed frame, and the commands and reply codes in order.
+func TestWireshark(t *testing.T) {
+	curl := testenv.LookPath(t, "curl")
+	srv := serveReal(t, nil)
+	capture := protocoltest.StartCapture(t, srv.Addr.Port())
+	base := "ftp://127.0.0.1:" + strconv.Itoa(int(srv.Addr.Port()))
+	run(t, "", false, curl, "-sS", "--max-time", "20", "-u", "USER:USER", base+"/sys/version.txt")
+	srv.WaitEvent(t, "quit", nil)
+	pcap := capture.Stop()
+	port := "tcp.port==" + strconv.Itoa(int(srv.Addr.Port())) + ",ftp"
+	protocoltest.TsharkClean(t, pcap, protocoltest.TsharkBad, "-d", port)
+	out := string(protocoltest.Tshark(t, pcap, "-d", port, "-Y", "ftp", "-T", "fields", "-E", "separator=,",
+		"-e", "ftp.request.command", "-e", "ftp.response.code"))
+	got := strings.Join(strings.Fields(out), " ")
+	want := ",220 USER, ,331 PASS, ,230 PWD, ,257 CWD, ,250 EPSV, ,229 TYPE, ,200 SIZE, ,213 RETR, ,150 ,226 QUIT, ,221"
+	if got != want {
+		t.Errorf("FTP conversation:\n got %s\nwant %s", got, want)
+	}
+}
