@@ -298,3 +298,79 @@ func TestNmapModbusDiscover(t *testing.T) {
 		t.Errorf("events %+v", evs)
 	}
 }
+
+// TestClientsWithoutIdentification drives a device with the function codes of the
+// Siemens S7-1200 MB_SERVER instruction (no FC 17, 43, 22, 23; FC 8 echo and clear
+// only) with nmap's modbus-discover and pymodbus: the scanner finds a Modbus device
+// that names nobody, and every refused function is exception 01.
+func TestClientsWithoutIdentification(t *testing.T) {
+	nmap := testenv.LookPath(t, "nmap")
+	py := testenv.Python(t)
+	if err := exec.Command(py, "-c", "import pymodbus.client").Run(); err != nil {
+		testenv.LookPath(t, "python3-pymodbus (import pymodbus.client failed)")
+	}
+	cfg := NewConfig()
+	cfg.FunctionCodes = []uint8{1, 2, 3, 4, 5, 6, 8, 15, 16}
+	cfg.DiagnosticSubFunctions = []uint16{0x00, 0x0A}
+	h, err := New(protocoltest.Env(t, testIdentity()), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := protocoltest.ServeTCP(t, "127.0.0.1:0", h)
+	port := strconv.Itoa(int(srv.Addr.Port()))
+
+	datadir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(datadir, "nmap-services"), []byte("modbus\t"+port+"/tcp\t0.5\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out := run(t, 60*time.Second, nmap, "-n", "-Pn", "-sT", "--datadir", datadir,
+		"-p", port, "--script", "modbus-discover", "127.0.0.1")
+	t.Logf("nmap output:\n%s", out)
+	// modbus-discover asks FC 17 first: the refusal is all it reports.
+	for _, want := range []string{"sid 0x1:", "error: ILLEGAL FUNCTION"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("nmap output lacks %q:\n%s", want, out)
+		}
+	}
+	for _, bad := range []string{"Device identification", "Slave ID data", "Schneider", "M340"} {
+		if strings.Contains(out, bad) {
+			t.Errorf("nmap output has %q:\n%s", bad, out)
+		}
+	}
+
+	script := `
+import sys
+from pymodbus.client import ModbusTcpClient
+from pymodbus.mei_message import ReadDeviceInformationRequest
+from pymodbus.other_message import ReportSlaveIdRequest
+from pymodbus.diag_message import ReturnQueryDataRequest, ReturnBusMessageCountRequest
+c = ModbusTcpClient("127.0.0.1", port=int(sys.argv[1]), timeout=3, retries=0)
+assert c.connect()
+r = c.read_holding_registers(0, 2, slave=1)
+print("fc3", *r.registers)
+for name, req in [("fc43", ReadDeviceInformationRequest(read_code=1, object_id=0, unit=1)),
+                  ("fc17", ReportSlaveIdRequest(unit=1)),
+                  ("fc8-11", ReturnBusMessageCountRequest(unit=1))]:
+    r = c.execute(req)
+    print(name, "exception" if r.isError() else "answer", getattr(r, "function_code", "?"), getattr(r, "exception_code", "-"))
+r = c.readwrite_registers(read_address=0, read_count=1, write_address=0, write_registers=[7], slave=1)
+print("fc23", "exception" if r.isError() else "answer", r.function_code, getattr(r, "exception_code", "-"))
+r = c.execute(ReturnQueryDataRequest(0xA537, unit=1))
+print("fc8-0", "exception" if r.isError() else "answer", hex(r.message[0]) if not r.isError() else "-")
+c.close()
+`
+	out = run(t, 30*time.Second, py, "-c", script, port)
+	t.Logf("pymodbus output:\n%s", out)
+	for _, want := range []string{
+		"fc3 650 1250\n",
+		"fc43 exception 171 1\n", // 0x80 | 43
+		"fc17 exception 145 1\n",
+		"fc8-11 exception 136 1\n",
+		"fc23 exception 151 1\n",
+		"fc8-0 answer 0xa537\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("pymodbus output lacks %q:\n%s", want, out)
+		}
+	}
+}

@@ -88,6 +88,18 @@ type Config struct {
 	// ExtendedObjects are the device identification objects 0x80–0xFF.
 	ExtendedObjects []ExtendedObject `yaml:"extended_objects"`
 
+	// FunctionCodes are the function codes the device implements (43 stands for
+	// 43 / 14, Read Device Identification). A request with any other code answers
+	// exception 01 exactly as a code the emulator does not know, so a device
+	// without device identification (FC 43), Report Server ID (FC 17) or
+	// diagnostics (FC 8) does not have them. Default: every code the emulator
+	// supports (Supported).
+	FunctionCodes []uint8 `yaml:"function_codes"`
+	// DiagnosticSubFunctions are the FC 8 sub-functions the device implements; the
+	// others answer exception 01 like the sub-functions the emulator does not know.
+	// Default: every one the emulator supports (SupportedDiagnostics).
+	DiagnosticSubFunctions []uint16 `yaml:"diagnostic_sub_functions"`
+
 	// PollRate is the rate (requests per second) of the plant's own SCADA master,
 	// which the diagnostic bus and server message counters (FC 8) include besides
 	// the requests really received. 0 counts only the real ones.
@@ -112,6 +124,9 @@ func NewConfig() *Config {
 		MaxRequests:   20000,
 		MaxBytes:      1 << 20,
 		PollRate:      2,
+		// Every code and sub-function the emulator answers.
+		FunctionCodes:          Supported(),
+		DiagnosticSubFunctions: SupportedDiagnostics(),
 		Coils: []Block{
 			{Name: "pump_1_run", Address: 0, Count: 1, Behavior: &Behavior{Kind: Square, Period: 40 * time.Minute, Duty: 0.65}},
 			{Name: "pump_2_run", Address: 1, Count: 1, Behavior: &Behavior{Kind: Square, Period: 55 * time.Minute, Duty: 0.3}},
@@ -162,6 +177,9 @@ func (c *Config) Validate() error {
 	if math.IsNaN(c.PollRate) || math.IsInf(c.PollRate, 0) || c.PollRate < 0 {
 		return fmt.Errorf("poll_rate %v: want a rate >= 0", c.PollRate)
 	}
+	if err := c.validateFunctions(); err != nil {
+		return err
+	}
 	if len(c.ServerIDData) > maxServerIDData {
 		return fmt.Errorf("server_id_data: %d bytes, at most %d fit", len(c.ServerIDData), maxServerIDData)
 	}
@@ -176,6 +194,62 @@ func (c *Config) Validate() error {
 		seen[o.ID] = true
 		if len(o.Value) > maxObjectLen {
 			return fmt.Errorf("extended_objects: id 0x%02x: %d bytes, at most %d fit", o.ID, len(o.Value), maxObjectLen)
+		}
+	}
+	return nil
+}
+
+// Supported returns the function codes the emulator answers, in ascending order
+// (43 stands for 43 / 14): the default of Config.FunctionCodes.
+func Supported() []uint8 {
+	return []uint8{
+		FuncReadCoils, FuncReadDiscreteInputs, FuncReadHoldingRegisters, FuncReadInputRegisters,
+		FuncWriteSingleCoil, FuncWriteSingleRegister, FuncDiagnostics, FuncWriteMultipleCoils,
+		FuncWriteMultipleRegisters, FuncReportServerID, FuncMaskWriteRegister,
+		FuncReadWriteMultipleRegisters, FuncEncapsulatedInterface,
+	}
+}
+
+// SupportedDiagnostics returns the FC 8 sub-functions the emulator answers, in
+// ascending order: the default of Config.DiagnosticSubFunctions.
+func SupportedDiagnostics() []uint16 {
+	return []uint16{
+		diagReturnQueryData, diagRestartCommunications, diagReturnDiagnosticReg, diagClearCounters,
+		diagBusMessageCount, diagBusCommErrorCount, diagBusExceptionErrorCount, diagServerMessageCount,
+		diagServerNoResponseCount, diagServerNAKCount, diagServerBusyCount, diagBusCharacterOverrunCount,
+	}
+}
+
+// validateFunctions checks function_codes and diagnostic_sub_functions, and that
+// the settings of a function the device does not have are not set.
+func (c *Config) validateFunctions() error {
+	if len(c.FunctionCodes) == 0 {
+		return errors.New("function_codes: the device implements no function code")
+	}
+	if err := checkSubset("function_codes", c.FunctionCodes, Supported()); err != nil {
+		return err
+	}
+	if err := checkSubset("diagnostic_sub_functions", c.DiagnosticSubFunctions, SupportedDiagnostics()); err != nil {
+		return err
+	}
+	has := func(fc byte) bool { return slices.Contains(c.FunctionCodes, fc) }
+	switch {
+	case !has(FuncReportServerID) && (c.ServerID != nil || c.ServerIDData != ""):
+		return errors.New("server_id, server_id_data: function code 17 is not in function_codes")
+	case !has(FuncEncapsulatedInterface) && len(c.ExtendedObjects) > 0:
+		return errors.New("extended_objects: function code 43 is not in function_codes")
+	}
+	return nil
+}
+
+// checkSubset reports a value of list that supported lacks or that list has twice.
+func checkSubset[T uint8 | uint16](name string, list, supported []T) error {
+	for i, v := range list {
+		if !slices.Contains(supported, v) {
+			return fmt.Errorf("%s: %d is not emulated (supported: %v)", name, v, supported)
+		}
+		if slices.Contains(list[:i], v) {
+			return fmt.Errorf("%s: %d twice", name, v)
 		}
 	}
 	return nil
@@ -200,7 +274,9 @@ type Handler struct {
 	units    [256]bool
 	objects  []DeviceObject // sorted by id
 	conform  byte
-	serverID []byte // FC 17 data after the server id
+	serverID []byte          // FC 17 data after the server id
+	fcs      [256]bool       // function codes implemented
+	subs     map[uint16]bool // FC 8 sub-functions implemented
 
 	mu   sync.Mutex
 	regs *registerMap
@@ -227,6 +303,13 @@ func New(env protocols.Env, cfg *Config) (*Handler, error) {
 	}
 	h.units[0] = h.units[0] || cfg.AcceptUnit0
 	h.units[255] = h.units[255] || cfg.AcceptUnit255
+	for _, fc := range cfg.FunctionCodes {
+		h.fcs[fc] = true
+	}
+	h.subs = make(map[uint16]bool, len(cfg.DiagnosticSubFunctions))
+	for _, sub := range cfg.DiagnosticSubFunctions {
+		h.subs[sub] = true
+	}
 
 	id := env.Identity
 	seed := fnv.New64a()
@@ -559,6 +642,9 @@ func (r *request) fail(dst []byte, e Exception) []byte {
 }
 
 func (r *request) serve(dst []byte) []byte {
+	if !r.h.fcs[r.fc] {
+		return r.notImplemented(dst)
+	}
 	switch r.fc {
 	case FuncReadCoils:
 		return r.read(dst, Coils)
@@ -590,6 +676,23 @@ func (r *request) serve(dst []byte) []byte {
 		}
 		if len(r.pdu) > 1 {
 			r.ev.Detail = map[string]string{"mei_type": strconv.Itoa(int(r.pdu[1]))}
+		}
+	}
+	return r.fail(dst, IllegalFunction)
+}
+
+// notImplemented answers a function code that the emulator knows but the device
+// does not implement (Config.FunctionCodes): exception 01, as for a code nobody
+// knows. The event keeps the operation's name, so the attempt reads as what it was.
+func (r *request) notImplemented(dst []byte) []byte {
+	r.ev.Detail = map[string]string{"function": "not_implemented"}
+	switch r.fc {
+	case FuncWriteSingleCoil, FuncWriteSingleRegister, FuncWriteMultipleCoils, FuncWriteMultipleRegisters,
+		FuncMaskWriteRegister, FuncReadWriteMultipleRegisters:
+		r.ev.Write = true
+	case FuncEncapsulatedInterface:
+		if len(r.pdu) > 1 {
+			r.ev.Detail["mei_type"] = strconv.Itoa(int(r.pdu[1]))
 		}
 	}
 	return r.fail(dst, IllegalFunction)
@@ -824,6 +927,10 @@ func (r *request) diagnostics(dst []byte) []byte {
 		"sub_function_code": strconv.Itoa(int(d.SubFunction)),
 	}
 	r.ev.Data = append([]byte(nil), d.Data...)
+	if !r.h.subs[d.SubFunction] {
+		// Not implemented by the device: as a sub-function the emulator does not know.
+		return r.fail(dst, IllegalFunction)
+	}
 	c := &r.h.diag
 	var value uint16
 	switch d.SubFunction {

@@ -10,6 +10,7 @@ import (
 	"math"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -235,6 +236,12 @@ func TestExchange(t *testing.T) {
 		return wantEvent{Op: "read_holding_registers", Code: 3, Unit: 1, Area: "holding_registers", Address: addr, Quantity: qty, Exception: exc}
 	}
 	gateway := func(c *Config) { c.UnknownUnits = GatewayNoResponse }
+	// mbServer is the Siemens S7-1200 MB_SERVER instruction: FC 1-6, 15, 16 and the
+	// diagnostics echo and clear of FC 8 (S7-1200 system manual).
+	mbServer := func(c *Config) {
+		c.FunctionCodes = []uint8{1, 2, 3, 4, 5, 6, 8, 15, 16}
+		c.DiagnosticSubFunctions = []uint16{0x00, 0x0A}
+	}
 	cases := []exchangeCase{
 		// FC 1 read coils.
 		{name: "fc1 conpot 128 ones", req: "00 01 00 00 00 06 01 01 00 01 00 80",
@@ -492,6 +499,34 @@ func TestExchange(t *testing.T) {
 			event: wantEvent{Op: "illegal_function", Code: 0, Unit: 1, Exception: 1}},
 		{name: "fc 0x83 exception code as request", req: "00 01 00 00 00 03 01 83 02", want: "00 01 00 00 00 03 01 83 01",
 			event: wantEvent{Op: "illegal_function", Code: 0x83, Unit: 1, Exception: 1}},
+
+		// Function codes the device does not implement (function_codes) answer 01 like
+		// codes nobody knows; the event still names the operation.
+		{name: "fc43 not implemented", config: mbServer, req: "00 01 00 00 00 05 01 2b 0e 01 00", want: "00 01 00 00 00 03 01 ab 01",
+			event: wantEvent{Op: "read_device_identification", Code: 43, Unit: 1, Exception: 1,
+				Detail: map[string]string{"function": "not_implemented", "mei_type": "14"}}},
+		{name: "fc17 not implemented", config: mbServer, req: "00 00 00 00 00 02 01 11", want: "00 00 00 00 00 03 01 91 01",
+			event: wantEvent{Op: "report_server_id", Code: 17, Unit: 1, Exception: 1, Detail: map[string]string{"function": "not_implemented"}}},
+		{name: "fc23 not implemented", config: mbServer, req: "00 01 00 00 00 0d 01 17 00 00 00 01 00 00 00 01 02 00 01",
+			want:  "00 01 00 00 00 03 01 97 01",
+			event: wantEvent{Op: "read_write_multiple_registers", Code: 23, Unit: 1, Write: true, Exception: 1}},
+		{name: "fc22 not implemented", config: mbServer, req: "00 01 00 00 00 08 01 16 00 00 00 f2 00 25", want: "00 01 00 00 00 03 01 96 01",
+			event: wantEvent{Op: "mask_write_register", Code: 22, Unit: 1, Write: true, Exception: 1}},
+		{name: "fc8 not implemented", config: func(c *Config) { c.FunctionCodes = []uint8{3} },
+			req: "00 01 00 00 00 06 01 08 00 00 12 34", want: "00 01 00 00 00 03 01 88 01",
+			event: wantEvent{Op: "diagnostics", Code: 8, Unit: 1, Exception: 1, Detail: map[string]string{"function": "not_implemented"}}},
+		{name: "fc3 of a device without fc16", config: func(c *Config) { c.FunctionCodes = []uint8{3} },
+			req: "00 01 00 00 00 06 01 03 00 00 00 01", want: "00 01 00 00 00 05 01 03 02 00 12", event: fc3(0, 1, 0)},
+		{name: "fc16 not implemented", config: func(c *Config) { c.FunctionCodes = []uint8{3} },
+			req: "00 01 00 00 00 0b 01 10 00 00 00 02 04 00 7b 01 c8", want: "00 01 00 00 00 03 01 90 01",
+			event: wantEvent{Op: "write_multiple_registers", Code: 16, Unit: 1, Write: true, Exception: 1}},
+		{name: "fc8 echo of mb_server", config: mbServer, req: "00 01 00 00 00 06 01 08 00 00 a5 37", want: "00 01 00 00 00 06 01 08 00 00 a5 37",
+			event: wantEvent{Op: "diagnostics", Code: 8, Unit: 1, Detail: map[string]string{"sub_function": "return_query_data"}}},
+		{name: "fc8 clear counters of mb_server", config: mbServer, req: "00 01 00 00 00 06 01 08 00 0a 00 00", want: "00 01 00 00 00 06 01 08 00 0a 00 00",
+			event: wantEvent{Op: "diagnostics", Code: 8, Unit: 1}},
+		{name: "fc8 sub-function not implemented", config: mbServer, req: "00 01 00 00 00 06 01 08 00 0b 00 00", want: "00 01 00 00 00 03 01 88 01",
+			event: wantEvent{Op: "diagnostics", Code: 8, Unit: 1, Exception: 1,
+				Detail: map[string]string{"sub_function": "return_bus_message_count", "sub_function_code": "11"}}},
 
 		// Unit identifiers.
 		{name: "unit 7 served by default", req: "00 01 00 00 00 06 07 03 00 00 00 01", want: "00 01 00 00 00 05 07 03 02 00 12",
@@ -1052,6 +1087,16 @@ func TestConfigErrors(t *testing.T) {
 			c.InputRegisters = []Block{{Count: 1, Behavior: &Behavior{Kind: "random", Period: time.Second}}}
 		}, `kind "random"`},
 		{"nan value", func(c *Config) { c.InputRegisters = []Block{{Count: 1, Values: []float64{math.NaN()}}} }, "not a finite number"},
+		{"no function code", func(c *Config) { c.FunctionCodes = []uint8{} }, "function_codes: the device implements no function code"},
+		{"function code not emulated", func(c *Config) { c.FunctionCodes = []uint8{3, 11} }, "function_codes: 11 is not emulated"},
+		{"function code twice", func(c *Config) { c.FunctionCodes = []uint8{3, 16, 3} }, "function_codes: 3 twice"},
+		{"sub-function not emulated", func(c *Config) { c.DiagnosticSubFunctions = []uint16{0, 4} }, "diagnostic_sub_functions: 4 is not emulated"},
+		{"sub-function twice", func(c *Config) { c.DiagnosticSubFunctions = []uint16{10, 10} }, "diagnostic_sub_functions: 10 twice"},
+		{"server id without fc17", func(c *Config) { c.FunctionCodes = []uint8{3}; c.ServerIDData = "x" }, "function code 17 is not in function_codes"},
+		{"extended objects without fc43", func(c *Config) {
+			c.FunctionCodes = []uint8{3, 17}
+			c.ExtendedObjects = []ExtendedObject{{ID: 0x80, Value: "x"}}
+		}, "function code 43 is not in function_codes"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -1114,5 +1159,55 @@ func TestDefaultMap(t *testing.T) {
 	resp, _, _ := h.Process(1, []byte{FuncReportServerID}, nil)
 	if !bytes.Contains(resp, []byte("Modicon M340 BMX P34 2020 v3.20")) || resp[3] != runIndicatorOn {
 		t.Errorf("report server id % x", resp)
+	}
+}
+
+// TestFunctionCodes sends one valid request of every function code the emulator
+// supports to a device that implements all of them, and to devices that lack that
+// one code: the first answers it, the others answer exactly what an unknown code
+// (FC 7) gets.
+func TestFunctionCodes(t *testing.T) {
+	valid := map[uint8]string{
+		1: "01 00 00 00 08", 2: "02 00 00 00 08", 3: "03 00 00 00 01", 4: "04 00 00 00 01",
+		5: "05 00 00 ff 00", 6: "06 00 00 00 07", 8: "08 00 00 12 34", 15: "0f 00 00 00 03 01 05",
+		16: "10 00 00 00 01 02 00 07", 17: "11", 22: "16 00 00 00 f2 00 25",
+		23: "17 00 00 00 01 00 00 00 01 02 00 01", 43: "2b 0e 01 00",
+	}
+	if len(valid) != len(Supported()) {
+		t.Fatalf("this test has requests for %d codes, the emulator supports %v", len(valid), Supported())
+	}
+	unknown := func(h *Handler, fc byte) []byte {
+		resp, _, _ := h.Process(1, []byte{fc}, nil)
+		return resp
+	}
+	for _, fc := range Supported() {
+		req := hx(valid[fc])
+		all := newTestHandler(t, testConfig())
+		resp, ev, _ := all.Process(1, req, nil)
+		if len(resp) == 0 || resp[0] != fc || ev.Exception != 0 {
+			t.Errorf("FC %d on the default device: % x (exception %d)", fc, resp, ev.Exception)
+		}
+		cfg := testConfig()
+		cfg.FunctionCodes = slices.DeleteFunc(Supported(), func(c uint8) bool { return c == fc })
+		without := newTestHandler(t, cfg)
+		resp, ev, _ = without.Process(1, req, nil)
+		want := AppendException(nil, fc, IllegalFunction)
+		if !bytes.Equal(resp, want) || ev.Exception != 1 || ev.Detail["function"] != "not_implemented" {
+			t.Errorf("FC %d on a device without it: % x, event %+v; want % x", fc, resp, ev, want)
+		}
+		// The same bytes as FC 7, which nobody implements, with its own code.
+		if u := unknown(without, 7); !bytes.Equal(resp[1:], u[1:]) || u[0] != 0x87 {
+			t.Errorf("FC %d refused as % x, FC 7 as % x", fc, resp, u)
+		}
+	}
+	// Function codes outside the emulator's set answer 01 whatever the list says.
+	h := newTestHandler(t, testConfig())
+	for fc := 0; fc < 0x80; fc++ {
+		if slices.Contains(Supported(), uint8(fc)) {
+			continue
+		}
+		if resp := unknown(h, byte(fc)); !bytes.Equal(resp, AppendException(nil, byte(fc), IllegalFunction)) {
+			t.Errorf("FC %d: % x", fc, resp)
+		}
 	}
 }
