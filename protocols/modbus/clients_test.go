@@ -264,9 +264,9 @@ func TestPymodbus(t *testing.T) {
 	}
 }
 
-func TestNmapModbusDiscover(t *testing.T) {
-	nmap := testenv.LookPath(t, "nmap")
-	srv, _ := serveReal(t)
+// modbusDiscover runs nmap's modbus-discover against srv and returns its output.
+func modbusDiscover(t *testing.T, nmap string, srv *protocoltest.Server) string {
+	t.Helper()
 	port := strconv.Itoa(int(srv.Addr.Port()))
 	// modbus-discover runs on port 502 or on a port whose service is "modbus": a
 	// data directory whose nmap-services names the test port so comes first in
@@ -278,6 +278,13 @@ func TestNmapModbusDiscover(t *testing.T) {
 	out := run(t, 60*time.Second, nmap, "-n", "-Pn", "-sT", "--datadir", datadir,
 		"-p", port, "--script", "modbus-discover", "127.0.0.1")
 	t.Logf("nmap output:\n%s", out)
+	return out
+}
+
+func TestNmapModbusDiscover(t *testing.T) {
+	nmap := testenv.LookPath(t, "nmap")
+	srv, _ := serveReal(t)
+	out := modbusDiscover(t, nmap, srv)
 	for _, want := range []string{
 		"modbus-discover:",
 		"sid 0x1:",
@@ -317,15 +324,7 @@ func TestClientsWithoutIdentification(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv := protocoltest.ServeTCP(t, "127.0.0.1:0", h)
-	port := strconv.Itoa(int(srv.Addr.Port()))
-
-	datadir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(datadir, "nmap-services"), []byte("modbus\t"+port+"/tcp\t0.5\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	out := run(t, 60*time.Second, nmap, "-n", "-Pn", "-sT", "--datadir", datadir,
-		"-p", port, "--script", "modbus-discover", "127.0.0.1")
-	t.Logf("nmap output:\n%s", out)
+	out := modbusDiscover(t, nmap, srv)
 	// modbus-discover asks FC 17 first: the refusal is all it reports.
 	for _, want := range []string{"sid 0x1:", "error: ILLEGAL FUNCTION"} {
 		if !strings.Contains(out, want) {
@@ -359,7 +358,7 @@ r = c.execute(ReturnQueryDataRequest(0xA537, unit=1))
 print("fc8-0", "exception" if r.isError() else "answer", hex(r.message[0]) if not r.isError() else "-")
 c.close()
 `
-	out = run(t, 30*time.Second, py, "-c", script, port)
+	out = run(t, 30*time.Second, py, "-c", script, strconv.Itoa(int(srv.Addr.Port())))
 	t.Logf("pymodbus output:\n%s", out)
 	for _, want := range []string{
 		"fc3 650 1250\n",
