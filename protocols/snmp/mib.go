@@ -383,7 +383,10 @@ const (
 	outFrameOctets = 146.0
 	inNUcastRate   = 0.35
 	outNUcastRate  = 0.2 // LLDP every 5 s
-	linkUpAfter    = 9 * time.Second
+	// outNUcastNoLLDP is the rate of a port that sends no LLDP: the odd gratuitous
+	// ARP or address-server broadcast.
+	outNUcastNoLLDP = 0.01
+	linkUpAfter     = 9 * time.Second
 )
 
 func swing(rate, t, phase float64) float64 {
@@ -410,9 +413,12 @@ func (d *device) traffic(i int, up time.Duration) traffic {
 		inOctets:   swing(ifc.InOctetsPerSec, t, phase),
 		outOctets:  swing(ifc.OutOctetsPerSec, t, phase+0.9),
 		inNUcast:   inNUcastRate * t,
-		outNUcast:  outNUcastRate * t,
+		outNUcast:  outNUcastNoLLDP * t,
 		inUnknown:  t / 60, // frames of protocols the device does not run
 		inDiscards: t / 7200,
+	}
+	if d.cfg.LLDPMIB {
+		tr.outNUcast = outNUcastRate * t
 	}
 	tr.inUcast = tr.inOctets / inFrameOctets
 	tr.outUcast = tr.outOctets / outFrameOctets
@@ -466,8 +472,12 @@ func newMIB(d *device) (*mib, error) {
 	addIP(&b, d)
 	addTCPUDP(&b, d)
 	addSNMP(&b, d)
-	addEntity(&b, d)
-	addLLDP(&b, d)
+	if d.cfg.EntityMIB {
+		addEntity(&b, d)
+	}
+	if d.cfg.LLDPMIB {
+		addLLDP(&b, d)
+	}
 	return b.build(func(r *request) []object { return addrRows(d, r) })
 }
 

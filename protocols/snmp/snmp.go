@@ -1,6 +1,6 @@
 // Package snmp emulates the SNMP agent of an industrial controller: SNMPv1 and SNMPv2c
 // (RFC 1157, RFC 1901, RFC 3416) over UDP, answering from MIB-II, IF-MIB, IP/TCP/UDP
-// scalars, the snmp group, ENTITY-MIB and LLDP-MIB, all filled from the sensor's
+// scalars, the snmp group, ENTITY-MIB and LLDP-MIB (both optional), all filled from the sensor's
 // device identity. See README.md for exactly what it answers.
 package snmp
 
@@ -69,6 +69,13 @@ type Config struct {
 	// TCPMaxConn is tcpMaxConn; TCPEstablished is tcpCurrEstab.
 	TCPMaxConn     int `yaml:"tcp_max_conn"`
 	TCPEstablished int `yaml:"tcp_established"`
+	// LLDPMIB serves the LLDP-MIB local system data (lldpConfiguration,
+	// lldpLocalSystemData, lldpLocPortTable); EntityMIB serves the ENTITY-MIB
+	// chassis entry. False leaves the subtree out entirely (noSuchObject, walks skip
+	// it), as on a device whose agent has no such MIB. Without LLDP the ports send no
+	// LLDP frames, which shows in ifOutNUcastPkts.
+	LLDPMIB   bool `yaml:"lldp_mib"`
+	EntityMIB bool `yaml:"entity_mib"`
 	// SNMPv3 answers SNMPv3 engine discovery (RFC 3414 §4) as an agent with v3
 	// enabled does: a Report with its engine ID, boots and time. The agent has no USM
 	// users, so every other v3 request gets an unknown-user-name Report. False: v3
@@ -96,6 +103,7 @@ type Interface struct {
 	InOctetsPerSec  float64 `yaml:"in_octets_per_sec"`
 	OutOctetsPerSec float64 `yaml:"out_octets_per_sec"`
 	// LLDPPortID is lldpLocPortId; empty: "port-00<n>" as PROFINET devices name ports.
+	// Only with lldp_mib.
 	LLDPPortID string `yaml:"lldp_port_id"`
 }
 
@@ -118,6 +126,8 @@ func NewConfig() *Config {
 		DefaultTTL:     64,
 		TCPMaxConn:     32,
 		TCPEstablished: 2,
+		LLDPMIB:        true,
+		EntityMIB:      true,
 		SNMPv3:         true,
 	}
 }
@@ -173,6 +183,9 @@ func (c *Config) validate() error {
 		}
 		if len(ifc.Descr) > maxDisplayString || len(ifc.LLDPPortID) > maxDisplayString {
 			bad("interfaces[%d]: descr and lldp_port_id are at most %d octets", i, maxDisplayString)
+		}
+		if ifc.LLDPPortID != "" && !c.LLDPMIB {
+			bad("interfaces[%d].lldp_port_id: the device has no LLDP-MIB (lldp_mib: false)", i)
 		}
 	}
 	if m, err := netip.ParseAddr(c.NetMask); err != nil || !m.Is4() || !isMask(m.As4()) {

@@ -1276,6 +1276,11 @@ func TestConfig(t *testing.T) {
 		{name: "burst", mod: func(c *Config, _ *protocols.Identity) { c.RateBurst = 0 }, want: "rate_burst"},
 		{name: "rate", mod: func(c *Config, _ *protocols.Identity) { c.RateLimit = math.NaN() }, want: "rate_limit"},
 		{name: "services", mod: func(c *Config, _ *protocols.Identity) { c.SysServices = 128 }, want: "sys_services"},
+		{name: "no LLDP-MIB", mod: func(c *Config, _ *protocols.Identity) { c.LLDPMIB = false }},
+		{name: "LLDP port id without LLDP-MIB", mod: func(c *Config, _ *protocols.Identity) {
+			c.LLDPMIB = false
+			c.Interfaces[1].LLDPPortID = "X1 P2"
+		}, want: "interfaces[1].lldp_port_id: the device has no LLDP-MIB"},
 		{name: "no interfaces", mod: func(c *Config, _ *protocols.Identity) { c.Interfaces = nil }, want: "interfaces"},
 		{name: "mtu", mod: func(c *Config, _ *protocols.Identity) { c.Interfaces[1].MTU = 0 }, want: "interfaces[1].mtu"},
 		{name: "rate above speed", mod: func(c *Config, _ *protocols.Identity) { c.Interfaces[0].InOctetsPerSec = 2e7 }, want: "interfaces[0]"},
@@ -1456,4 +1461,83 @@ func TestSNMPv3(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestOptionalMIBs leaves out LLDP-MIB and ENTITY-MIB: their instances are gone from
+// GET (noSuchObject), GETNEXT and walks, the rest of the tree is the same, and a device
+// without LLDP sends fewer multicasts.
+func TestOptionalMIBs(t *testing.T) {
+	const (
+		lldpChassisID0 = "1.0.8802.1.1.2.1.3.2.0"
+		entMfgName1    = "1.3.6.1.2.1.47.1.1.1.1.12.1"
+		snmpLast       = "1.3.6.1.2.1.11.32.0" // snmpProxyDrops.0
+		ifOutNUcast1   = "1.3.6.1.2.1.2.2.1.18.1"
+	)
+	get := func(t *testing.T, h *Handler, pdu gosnmp.PDUType, oids ...string) []gosnmp.SnmpPDU {
+		t.Helper()
+		return decodeResponse(t, mustExchange(t, h, encode(t, gosnmp.Version2c, "public", pdu, 0, 0, nulls(oids...)...))).Variables
+	}
+	full, _ := newTestHandler(t, nil)
+	fullOIDs := sortedOIDs(full, testLocal.Addr())
+	fullNUcast := get(t, full, gosnmp.GetRequest, ifOutNUcast1)[0].Value.(uint)
+	for _, tc := range []struct {
+		name         string
+		lldp, entity bool
+		first, last  string // first and last instance of the tree
+	}{
+		{"no LLDP", false, true, sysDescr0, lastOID},
+		{"no ENTITY", true, false, firstOID, snmpLast},
+		{"neither", false, false, sysDescr0, snmpLast},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h, _ := newTestHandler(t, func(c *Config) { c.LLDPMIB, c.EntityMIB = tc.lldp, tc.entity })
+			want := slices.DeleteFunc(slices.Clone(fullOIDs), func(o string) bool {
+				return (!tc.lldp && strings.HasPrefix(o, "1.0.8802.")) || (!tc.entity && strings.HasPrefix(o, "1.3.6.1.2.1.47."))
+			})
+			if got := sortedOIDs(h, testLocal.Addr()); !slices.Equal(got, want) || len(got) == len(fullOIDs) {
+				t.Errorf("tree of %d instances, want the %d of the full tree without the left-out MIBs", len(got), len(want))
+			}
+			lldpType, entType := gosnmp.OctetString, gosnmp.OctetString
+			if !tc.lldp {
+				lldpType = gosnmp.NoSuchObject
+			}
+			if !tc.entity {
+				entType = gosnmp.NoSuchObject
+			}
+			checkVars(t, get(t, h, gosnmp.GetRequest, lldpChassisID0, entMfgName1, sysName0), []vb{
+				{lldpChassisID0, lldpType, nil}, {entMfgName1, entType, nil}, {sysName0, gosnmp.OctetString, "plc-pumpstation-2"}})
+			vars := get(t, h, gosnmp.GetNextRequest, "0.0", tc.last)
+			if len(vars) != 2 || strings.TrimPrefix(vars[0].Name, ".") != tc.first || vars[1].Type != gosnmp.EndOfMibView {
+				t.Errorf("getnext of 0.0 and %s: %v, want %s and endOfMibView", tc.last, vars, tc.first)
+			}
+			// LLDP every 5 s is most of a port's multicasts: without it, far fewer.
+			nu := get(t, h, gosnmp.GetRequest, ifOutNUcast1)[0].Value.(uint)
+			if tc.lldp && nu != fullNUcast || !tc.lldp && (nu == 0 || nu*10 > fullNUcast) {
+				t.Errorf("ifOutNUcastPkts.1 = %d, with LLDP %d", nu, fullNUcast)
+			}
+		})
+	}
+}
+
+// TestRealClientsWithoutOptionalMIBs walks an agent without LLDP-MIB and ENTITY-MIB
+// with net-snmp: the walk is the tree without them, and a GET of an LLDP object is
+// "No Such Object".
+func TestRealClientsWithoutOptionalMIBs(t *testing.T) {
+	h, _ := newTestHandler(t, func(c *Config) { c.RateLimit, c.LLDPMIB, c.EntityMIB = 0, false, false })
+	agent := protocoltest.ServeUDP(t, "127.0.0.1:0", h).Addr.String()
+	out, err := run(t, "snmpbulkwalk", "-On", "-m", "", "-t", "2", "-r", "1", "-v2c", "-c", "public", "-Cr25", agent, ".1")
+	if err != nil {
+		t.Fatalf("snmpbulkwalk: %v\n%s", err, out)
+	}
+	got := walkedOIDs(out)
+	if want := sortedOIDs(h, netip.MustParseAddr("127.0.0.1")); !slices.Equal(got, want) || len(got) < 100 {
+		t.Errorf("snmpbulkwalk walked %d OIDs, want %d:\n%s", len(got), len(want), out)
+	}
+	if strings.Contains(out, ".1.0.8802.") || strings.Contains(out, ".1.3.6.1.2.1.47.") {
+		t.Errorf("the walk shows LLDP-MIB or ENTITY-MIB:\n%s", out)
+	}
+	out, err = run(t, "snmpget", "-On", "-m", "", "-t", "2", "-r", "1", "-v2c", "-c", "public", agent, "1.0.8802.1.1.2.1.3.2.0")
+	if err != nil || !strings.Contains(out, "No Such Object available on this agent at this OID") {
+		t.Errorf("snmpget lldpLocChassisId.0: %v\n%s", err, out)
+	}
 }
