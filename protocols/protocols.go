@@ -99,6 +99,20 @@ type Spec struct {
 	// New builds the handler. cfg is what NewConfig returned, after decoding. The
 	// result must implement StreamHandler for TCP or DatagramHandler for UDP.
 	New func(env Env, cfg any) (any, error)
+	// CapturePorts, when set, lists further TCP ports the handler uses with this
+	// configuration (an FTP server's data ports), so that the capture sees them.
+	CapturePorts func(cfg any) []uint16
+}
+
+// FlowLinker is implemented by the sensor's sessions. A handler that accepts or opens
+// a further connection of the same attacker itself (an FTP data connection) links it:
+// the connection becomes a session of its own, with its own pcap and incident, and
+// the handler records the link in an event of both sessions.
+type FlowLinker interface {
+	// LinkFlow registers the TCP connection between local and remote under a new
+	// session named name (e.g. "ftp-data") with IANA service service, and returns it;
+	// done must be called once the handler has finished with the connection.
+	LinkFlow(name, service string, local, remote netip.AddrPort) (s Session, done func(), err error)
 }
 
 // Env is what every handler gets at construction time.

@@ -65,6 +65,7 @@ type Sensor struct {
 // service is one protocol served on one port.
 type service struct {
 	spec    protocols.Spec
+	cfg     any // the protocol's decoded configuration
 	port    uint16
 	stream  protocols.StreamHandler
 	dgram   protocols.DatagramHandler
@@ -201,7 +202,7 @@ func (s *Sensor) buildServices(specs []protocols.Spec) error {
 			ps = append(ps, Problem{Msg: fmt.Sprintf("persona %s: protocols.%s: %v", s.persona.Name, name, err)})
 			continue
 		}
-		svc := &service{spec: sp, port: ports[name], flows: map[flowKey]*session{}}
+		svc := &service{spec: sp, cfg: pcfg, port: ports[name], flows: map[flowKey]*session{}}
 		switch sp.Transport {
 		case protocols.TCP:
 			sh, ok := h.(protocols.StreamHandler)
@@ -306,6 +307,9 @@ func (s *Sensor) openCapture() error {
 				fc.TCPPorts = append(fc.TCPPorts, svc.port)
 			} else {
 				fc.UDPPorts = append(fc.UDPPorts, svc.port)
+			}
+			if svc.spec.CapturePorts != nil {
+				fc.TCPPorts = append(fc.TCPPorts, svc.spec.CapturePorts(svc.cfg)...)
 			}
 		}
 		prog, expr, err := capture.SensorFilter(fc)
@@ -664,6 +668,18 @@ func (s *Sensor) datagramLoop(ctx context.Context, svc *service) {
 	}
 }
 
+// linkFlow opens the session of a connection a handler accepted or opened itself for
+// the attacker of parent (an FTP data connection): its own pcap and incident.
+func (s *Sensor) linkFlow(parent *session, name, service string, local, remote netip.AddrPort) (*session, error) {
+	spec := protocols.Spec{Name: name, Transport: protocols.TCP, Service: service}
+	child, ok := s.open(spec, capture.Tuple{Proto: capture.ProtoTCP, Client: remote, Server: local})
+	if !ok {
+		return nil, fmt.Errorf("linked %s connection refused: session limit", name)
+	}
+	child.log.Info("linked session", "parent", parent.id)
+	return child, nil
+}
+
 // open creates and registers a session, or reports false when a limit refuses it.
 func (s *Sensor) open(spec protocols.Spec, t capture.Tuple) (*session, bool) {
 	t.Client = netip.AddrPortFrom(t.Client.Addr().Unmap(), t.Client.Port())
@@ -685,6 +701,7 @@ func (s *Sensor) open(spec protocols.Spec, t capture.Tuple) (*session, bool) {
 		log:       s.log.With("session", id, "protocol", spec.Name),
 		maxEvents: s.cfg.Limits.MaxEventsPerSess,
 		observe:   s.observeEvent,
+		link:      s.linkFlow,
 		maxFiles:  s.cfg.Limits.MaxFilesPerSess,
 		maxFileB:  s.cfg.Limits.MaxFileBytesPerSess,
 		handlerOK: make(chan struct{}),

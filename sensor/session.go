@@ -1,6 +1,7 @@
 package sensor
 
 import (
+	"errors"
 	"log/slog"
 	"net/netip"
 	"sync"
@@ -25,6 +26,8 @@ type session struct {
 	maxFileB  int64                           // bytes of uploads kept per session
 	// forget removes a UDP session from its service's flow table once it is complete.
 	forget func()
+	// link opens a linked session (see LinkFlow).
+	link func(parent *session, name, service string, local, remote netip.AddrPort) (*session, error)
 
 	mu        sync.Mutex
 	events    []protocols.Event
@@ -38,7 +41,10 @@ type session struct {
 	handlerOK chan struct{} // closed when the handler returned
 }
 
-var _ protocols.Session = (*session)(nil)
+var (
+	_ protocols.Session    = (*session)(nil)
+	_ protocols.FlowLinker = (*session)(nil)
+)
 
 func (s *session) ID() string             { return s.id }
 func (s *session) Local() netip.AddrPort  { return s.tuple.Server }
@@ -64,6 +70,20 @@ func (s *session) Emit(e protocols.Event) {
 	if s.observe != nil {
 		s.observe(s, e)
 	}
+}
+
+// LinkFlow registers a further TCP connection of this attacker that the handler
+// accepted or opened itself as a session of its own.
+func (s *session) LinkFlow(name, service string, local, remote netip.AddrPort) (protocols.Session, func(), error) {
+	if s.link == nil {
+		return nil, nil, errors.New("sensor: this session cannot link flows")
+	}
+	child, err := s.link(s, name, service, local, remote)
+	if err != nil {
+		return nil, nil, err
+	}
+	var once sync.Once
+	return child, func() { once.Do(child.handlerDone) }, nil
 }
 
 // KeepFile keeps an upload as evidence within the session's caps.

@@ -183,11 +183,7 @@ func (c *session) openData() (net.Conn, error) {
 		dc, err = c.accept(ln)
 		ln.Close()
 	case target.IsValid():
-		d := net.Dialer{Timeout: c.h.cfg.DataTimeout}
-		if local := c.s.Local().Addr().Unmap(); local.IsValid() && !local.IsUnspecified() {
-			d.LocalAddr = net.TCPAddrFromAddrPort(netip.AddrPortFrom(local, 0))
-		}
-		dc, err = d.DialContext(c.ctx, "tcp", target.String())
+		dc, err = c.dial(target)
 	default:
 		err = errNoDataSetup
 	}
@@ -202,7 +198,49 @@ func (c *session) openData() (net.Conn, error) {
 		return nil, c.ctx.Err()
 	}
 	c.data = dc
+	c.dataDone = c.link(dc)
 	return dc, nil
+}
+
+// dial opens an active-mode data connection to target from an ephemeral port of the
+// session's local address. (Such a connection is outside the capture's port set; the
+// passive range is what the capture sees.)
+func (c *session) dial(target netip.AddrPort) (net.Conn, error) {
+	d := net.Dialer{Timeout: c.h.cfg.DataTimeout}
+	if local := c.s.Local().Addr().Unmap(); local.IsValid() && !local.IsUnspecified() {
+		d.LocalAddr = net.TCPAddrFromAddrPort(netip.AddrPortFrom(local, 0))
+	}
+	return d.DialContext(c.ctx, "tcp", target.String())
+}
+
+// link makes the data connection a session of its own when the sensor can capture it
+// (protocols.FlowLinker), linked to this one by an event in each; it returns the
+// function that ends it.
+func (c *session) link(dc net.Conn) func() {
+	linker, ok := c.s.(protocols.FlowLinker)
+	if !ok {
+		return func() {}
+	}
+	local, remote := addrPortOf(dc.LocalAddr()), addrPortOf(dc.RemoteAddr())
+	child, done, err := linker.LinkFlow("ftp-data", "ftp-data", local, remote)
+	if err != nil {
+		c.s.Logger().Warn("ftp: data connection not linked", "err", err)
+		return func() {}
+	}
+	now := c.h.env.Now()
+	c.s.Emit(protocols.Event{Time: now, Protocol: "ftp", Op: "data_connection", Unit: -1,
+		Detail: map[string]string{"session": child.ID(), "address": remote.String()}})
+	child.Emit(protocols.Event{Time: now, Protocol: "ftp-data", Op: "data_connection", Unit: -1,
+		Detail: map[string]string{"control_session": c.s.ID()}})
+	return done
+}
+
+func addrPortOf(a net.Addr) netip.AddrPort {
+	if t, ok := a.(*net.TCPAddr); ok {
+		return netip.AddrPortFrom(t.AddrPort().Addr().Unmap(), t.AddrPort().Port())
+	}
+	ap, _ := netip.ParseAddrPort(a.String())
+	return ap
 }
 
 // accept waits for the client's data connection; connections from other addresses
@@ -234,7 +272,12 @@ func (c *session) closeData(dc net.Conn) {
 	dc.Close()
 	c.dataMu.Lock()
 	c.data = nil
+	done := c.dataDone
+	c.dataDone = nil
 	c.dataMu.Unlock()
+	if done != nil {
+		done()
+	}
 }
 
 // openFailed answers a transfer command whose data connection could not be opened.

@@ -27,6 +27,19 @@ func Spec() protocols.Spec {
 		Service:   "ftp",
 		NewConfig: func() any { return NewConfig() },
 		New:       protocols.NewFunc("ftp", New),
+		// The data connections use the passive port range (also as the source port
+		// of active ones), so the capture sees them.
+		CapturePorts: func(cfg any) []uint16 {
+			c, ok := cfg.(*Config)
+			if !ok || c.PassivePortMin == 0 {
+				return nil
+			}
+			ports := make([]uint16, 0, int(c.PassivePortMax)-int(c.PassivePortMin)+1)
+			for p := int(c.PassivePortMin); p <= int(c.PassivePortMax); p++ {
+				ports = append(ports, uint16(p))
+			}
+			return ports
+		},
 	}
 }
 
@@ -118,9 +131,13 @@ func NewConfig() *Config {
 			{Path: "/web/images/logo.gif", Content: "GIF89a\x96\x00\x28\x00\xf7\x00\x00", Size: 3421},
 			{Path: "/fw/{firmware}.ldx", Content: "LDX\x01", Size: 1867776},
 		},
-		Dirs:             []string{"/data"},
-		Owner:            "0",
-		Group:            "0",
+		Dirs:  []string{"/data"},
+		Owner: "0",
+		Group: "0",
+		// A small fixed range, so that data connections are captured (the sensor
+		// adds CapturePorts to its capture filter).
+		PassivePortMin:   49152,
+		PassivePortMax:   49183,
 		IdleTimeout:      5 * time.Minute,
 		DataTimeout:      30 * time.Second,
 		TransferTimeout:  10 * time.Minute,

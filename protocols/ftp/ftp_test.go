@@ -1034,7 +1034,7 @@ func TestConfig(t *testing.T) {
 		{"nobody can log in", func(c *Config) { c.Accounts = nil }},
 		{"owner", func(c *Config) { c.Owner = "" }},
 		{"passive address", func(c *Config) { c.PassiveAddress = "::1" }},
-		{"passive ports", func(c *Config) { c.PassivePortMin = 5000 }},
+		{"passive ports", func(c *Config) { c.PassivePortMax = 0 }},
 		{"passive ports reversed", func(c *Config) { c.PassivePortMin, c.PassivePortMax = 6000, 5000 }},
 		{"idle timeout", func(c *Config) { c.IdleTimeout = 0 }},
 		{"data timeout", func(c *Config) { c.DataTimeout = -1 }},

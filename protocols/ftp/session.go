@@ -50,6 +50,7 @@ type session struct {
 	active    netip.AddrPort
 	accepting *net.TCPListener // the listener a transfer waits on
 	data      net.Conn         // the data connection of a running transfer
+	dataDone  func()           // ends the linked session of data (see protocols.FlowLinker)
 
 	// Uploads of this connection, by path; held is their size, reserved against
 	// the handler's memory bound.

@@ -26,9 +26,13 @@ type Session struct {
 	mu     sync.Mutex
 	events []protocols.Event
 	files  []protocols.File
+	linked []*Session
 }
 
-var _ protocols.Session = (*Session)(nil)
+var (
+	_ protocols.Session    = (*Session)(nil)
+	_ protocols.FlowLinker = (*Session)(nil)
+)
 
 // NewSession returns a recording session with the given addresses.
 func NewSession(t testing.TB, local, remote netip.AddrPort) *Session {
@@ -65,6 +69,22 @@ func (s *Session) Files() []protocols.File {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]protocols.File(nil), s.files...)
+}
+
+// LinkFlow records a linked connection as a new recording session (see Linked).
+func (s *Session) LinkFlow(name, service string, local, remote netip.AddrPort) (protocols.Session, func(), error) {
+	child := &Session{id: fmt.Sprintf("test-%s-%s-%s", name, local, remote), local: local, remote: remote, log: s.log}
+	s.mu.Lock()
+	s.linked = append(s.linked, child)
+	s.mu.Unlock()
+	return child, func() {}, nil
+}
+
+// Linked returns the sessions of connections the handler linked.
+func (s *Session) Linked() []*Session {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]*Session(nil), s.linked...)
 }
 
 // Events returns a copy of the events recorded so far.
