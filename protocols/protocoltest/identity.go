@@ -32,6 +32,22 @@ func Identity() *protocols.Identity {
 	}
 }
 
+// M340 returns a new identity of a Schneider Electric Modicon M340 in a pump station,
+// the persona of the FTP, TFTP and IPMI tests (whose cases spell out its values).
+func M340() *protocols.Identity {
+	return &protocols.Identity{
+		Vendor:      "Schneider Electric",
+		Product:     "Modicon M340",
+		Model:       "BMX P34 2020",
+		OrderNumber: "BMXP342020",
+		Firmware:    "v3.40",
+		Hardware:    "PV 07",
+		Serial:      "21M3417082",
+		MAC:         net.HardwareAddr{0x00, 0x80, 0xf4, 0x12, 0x34, 0x56},
+		Hostname:    "m340-pump-station",
+	}
+}
+
 // Unhex decodes hex digits, which may be grouped with spaces ("0564 05C0"); the test
 // fails on anything else.
 func Unhex(t testing.TB, s string) []byte {

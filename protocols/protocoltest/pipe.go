@@ -22,19 +22,51 @@ const (
 	Hangup
 )
 
+// Pipe is a session of a handler served over net.Pipe; Conn is the peer's end.
+type Pipe struct {
+	net.Conn
+	Session *Session
+	done    chan error
+}
+
+// ServePipe serves h in sess on one end of a net.Pipe until ServeStream returns, then
+// closes that end, and returns the other end, which is closed when the test ends.
+func ServePipe(t testing.TB, ctx context.Context, h protocols.StreamHandler, sess *Session) *Pipe {
+	p := servePipe(ctx, h, sess)
+	t.Cleanup(func() { p.Close() })
+	return p
+}
+
+func servePipe(ctx context.Context, h protocols.StreamHandler, sess *Session) *Pipe {
+	server, peer := net.Pipe()
+	p := &Pipe{Conn: peer, Session: sess, done: make(chan error, 1)}
+	go func() {
+		defer server.Close()
+		p.done <- h.ServeStream(ctx, sess, server)
+	}()
+	return p
+}
+
+// Wait returns what ServeStream returned; the test fails when it is still running
+// after within.
+func (p *Pipe) Wait(t testing.TB, within time.Duration) error {
+	t.Helper()
+	select {
+	case err := <-p.done:
+		return err
+	case <-time.After(within):
+		t.Fatalf("ServeStream still running after %v", within)
+		return nil
+	}
+}
+
 // pipeSession serves h on one end of a net.Pipe, in a session from 127.0.0.1:40000 to
 // 127.0.0.1 (no listener, so port 0), and returns the other end. done receives what
 // ServeStream returned, after which the handler's end is closed.
 func pipeSession(t testing.TB, h protocols.StreamHandler) (peer net.Conn, sess *Session, cancel context.CancelFunc, done <-chan error) {
-	server, peer := net.Pipe()
-	sess = NewSession(t, netip.MustParseAddrPort("127.0.0.1:0"), netip.MustParseAddrPort("127.0.0.1:40000"))
 	ctx, cancel := context.WithCancel(context.Background())
-	d := make(chan error, 1)
-	go func() {
-		d <- h.ServeStream(ctx, sess, server)
-		server.Close()
-	}()
-	return peer, sess, cancel, d
+	p := servePipe(ctx, h, NewSession(t, netip.MustParseAddrPort("127.0.0.1:0"), netip.MustParseAddrPort("127.0.0.1:40000")))
+	return p.Conn, p.Session, cancel, p.done
 }
 
 // Drive serves one session of h over net.Pipe, as a fuzz harness: it writes input (a

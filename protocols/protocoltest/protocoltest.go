@@ -94,6 +94,17 @@ func (s *Session) Events() []protocols.Event {
 	return append([]protocols.Event(nil), s.events...)
 }
 
+// EventsOf returns the events recorded so far whose Op is op.
+func (s *Session) EventsOf(op string) []protocols.Event {
+	var out []protocols.Event
+	for _, e := range s.Events() {
+		if e.Op == op {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
 type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(p []byte) (int, error) {
@@ -137,6 +148,15 @@ func (s *Server) Events() []protocols.Event {
 	return evs
 }
 
+// Files returns the files every session served so far kept, session after session.
+func (s *Server) Files() []protocols.File {
+	var files []protocols.File
+	for _, sess := range s.Sessions() {
+		files = append(files, sess.Files()...)
+	}
+	return files
+}
+
 // WaitEvents polls Events every 10 ms until ok holds for them or timeout has passed
 // (handlers often emit after the client has its answer). It returns the last events
 // and whether ok held.
@@ -160,18 +180,32 @@ func (s *Server) WaitEvent(t testing.TB, op string, match func(protocols.Event) 
 	t.Helper()
 	var found protocols.Event
 	evs, ok := s.WaitEvents(2*time.Second, func(evs []protocols.Event) bool {
-		for _, e := range evs {
-			if e.Op == op && (match == nil || match(e)) {
-				found = e
-				return true
-			}
-		}
-		return false
+		var ok bool
+		found, ok = firstOp(evs, op, match)
+		return ok
 	})
 	if !ok {
 		t.Fatalf("no %s event in %+v", op, evs)
 	}
 	return found
+}
+
+// HasOp returns a condition for WaitEvents: an event with op for which match (nil:
+// any) holds.
+func HasOp(op string, match func(protocols.Event) bool) func([]protocols.Event) bool {
+	return func(evs []protocols.Event) bool {
+		_, ok := firstOp(evs, op, match)
+		return ok
+	}
+}
+
+func firstOp(evs []protocols.Event, op string, match func(protocols.Event) bool) (protocols.Event, bool) {
+	for _, e := range evs {
+		if e.Op == op && (match == nil || match(e)) {
+			return e, true
+		}
+	}
+	return protocols.Event{}, false
 }
 
 // Dial connects to a TCP server and closes the connection when the test ends.
