@@ -53,34 +53,6 @@ func run(t *testing.T, stdin string, allowFail bool, name string, args ...string
 	return string(out) + stderr.String(), err
 }
 
-// events waits until the server's sessions have recorded events matching want, or
-// returns what they recorded after a few seconds.
-func events(t *testing.T, srv *protocoltest.Server, want func([]protocols.Event) bool) []protocols.Event {
-	t.Helper()
-	evs, _ := srv.WaitEvents(5*time.Second, want)
-	return evs
-}
-
-// files returns the files the server's sessions kept.
-func files(srv *protocoltest.Server) []protocols.File {
-	var out []protocols.File
-	for _, s := range srv.Sessions() {
-		out = append(out, s.Files()...)
-	}
-	return out
-}
-
-func hasOp(op string, pred func(protocols.Event) bool) func([]protocols.Event) bool {
-	return func(evs []protocols.Event) bool {
-		for _, e := range evs {
-			if e.Op == op && (pred == nil || pred(e)) {
-				return true
-			}
-		}
-		return false
-	}
-}
-
 const ftplibScript = `
 import ftplib, io, json, sys
 port = int(sys.argv[1])
@@ -192,7 +164,7 @@ func TestPythonFtplib(t *testing.T) {
 		return b
 	}(), 40)
 	sum := sha256.Sum256(payload)
-	evs := events(t, srv, hasOp("login", func(e protocols.Event) bool { return e.Detail["result"] == "failure" }))
+	evs, _ := srv.WaitEvents(5*time.Second, protocoltest.HasOp("login", func(e protocols.Event) bool { return e.Detail["result"] == "failure" }))
 	var upload *protocols.Event
 	for i, e := range evs {
 		if e.Op == "upload" {
@@ -204,12 +176,12 @@ func TestPythonFtplib(t *testing.T) {
 		upload.Detail["complete"] != "true" || !upload.Write || upload.Code != 226 {
 		t.Errorf("upload event %+v", upload)
 	}
-	if !hasOp("login", func(e protocols.Event) bool {
+	if !protocoltest.HasOp("login", func(e protocols.Event) bool {
 		return e.Detail["username"] == "USER" && e.Detail["password"] == "wrong" && e.Exception == 530
 	})(evs) {
 		t.Errorf("no failed login event: %+v", evs)
 	}
-	if f := files(srv); len(f) != 1 || f[0].Name != "payload.bin" || !bytes.Equal(f[0].Data, payload) || f[0].Truncated {
+	if f := srv.Files(); len(f) != 1 || f[0].Name != "payload.bin" || !bytes.Equal(f[0].Data, payload) || f[0].Truncated {
 		t.Errorf("kept files %+v", f)
 	}
 }
@@ -251,18 +223,18 @@ func TestCurl(t *testing.T) {
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 67 {
 		t.Errorf("curl with a wrong password: %v, want exit 67", err)
 	}
-	evs := events(t, srv, func(evs []protocols.Event) bool {
-		return hasOp("upload", nil)(evs) && hasOp("login", func(e protocols.Event) bool { return e.Detail["result"] == "failure" })(evs)
+	evs, _ := srv.WaitEvents(5*time.Second, func(evs []protocols.Event) bool {
+		return protocoltest.HasOp("upload", nil)(evs) && protocoltest.HasOp("login", func(e protocols.Event) bool { return e.Detail["result"] == "failure" })(evs)
 	})
-	if !hasOp("upload", func(e protocols.Event) bool {
+	if !protocoltest.HasOp("upload", func(e protocols.Event) bool {
 		return string(e.Data) == "#!/bin/sh\necho pwned\n" && e.Detail["path"] == "/data/evil.sh" && e.Detail["complete"] == "true"
 	})(evs) {
 		t.Errorf("no upload event: %+v", evs)
 	}
-	if f := files(srv); len(f) != 1 || f[0].Name != "evil.sh" || string(f[0].Data) != "#!/bin/sh\necho pwned\n" {
+	if f := srv.Files(); len(f) != 1 || f[0].Name != "evil.sh" || string(f[0].Data) != "#!/bin/sh\necho pwned\n" {
 		t.Errorf("kept files %+v", f)
 	}
-	if !hasOp("extended_port", func(e protocols.Event) bool { return e.Code == 200 && e.Detail["bounce"] == "" })(evs) {
+	if !protocoltest.HasOp("extended_port", func(e protocols.Event) bool { return e.Code == 200 && e.Detail["bounce"] == "" })(evs) {
 		t.Errorf("no EPRT event: %+v", evs)
 	}
 }
@@ -304,8 +276,8 @@ func TestNmap(t *testing.T) {
 	if strings.Contains(out, "bounce working") {
 		t.Errorf("nmap reports a working FTP bounce")
 	}
-	evs := events(t, srv, hasOp("port", nil))
-	if !hasOp("port", func(e protocols.Event) bool { return e.Detail["bounce"] == "true" && e.Exception == 500 })(evs) {
+	evs, _ := srv.WaitEvents(5*time.Second, protocoltest.HasOp("port", nil))
+	if !protocoltest.HasOp("port", func(e protocols.Event) bool { return e.Detail["bounce"] == "true" && e.Exception == 500 })(evs) {
 		t.Errorf("no bounce event: %+v", evs)
 	}
 }

@@ -21,19 +21,7 @@ import (
 )
 
 // testIdentity is the persona of the tests: a Modicon M340.
-func testIdentity() *protocols.Identity {
-	return &protocols.Identity{
-		Vendor:      "Schneider Electric",
-		Product:     "Modicon M340",
-		Model:       "BMX P34 2020",
-		OrderNumber: "BMXP342020",
-		Firmware:    "v3.40",
-		Hardware:    "PV 07",
-		Serial:      "21M3417082",
-		MAC:         net.HardwareAddr{0x00, 0x80, 0xf4, 0x12, 0x34, 0x56},
-		Hostname:    "m340-pump-station",
-	}
-}
+var testIdentity = protocoltest.M340
 
 var (
 	testBoot = time.Date(2026, 3, 2, 6, 0, 0, 0, time.UTC)
@@ -76,26 +64,17 @@ func newTestHandler(t testing.TB, cfg *Config) *Handler {
 // net.Pipe; the session's addresses are on loopback, so data connections are real.
 type ctl struct {
 	t    *testing.T
+	pipe *protocoltest.Pipe
 	conn net.Conn
 	r    *bufio.Reader
 	sess *protocoltest.Session
-	done chan error
 }
 
 func start(t *testing.T, ctx context.Context, h *Handler) *ctl {
 	t.Helper()
-	client, server := net.Pipe()
-	c := &ctl{
-		t: t, conn: client, r: bufio.NewReader(client),
-		sess: protocoltest.NewSession(t, netip.MustParseAddrPort("127.0.0.1:21"), netip.MustParseAddrPort("127.0.0.1:40000")),
-		done: make(chan error, 1),
-	}
-	go func() {
-		defer server.Close()
-		c.done <- h.ServeStream(ctx, c.sess, server)
-	}()
-	t.Cleanup(func() { client.Close() })
-	return c
+	p := protocoltest.ServePipe(t, ctx, h,
+		protocoltest.NewSession(t, netip.MustParseAddrPort("127.0.0.1:21"), netip.MustParseAddrPort("127.0.0.1:40000")))
+	return &ctl{t: t, pipe: p, conn: p.Conn, r: bufio.NewReader(p.Conn), sess: p.Session}
 }
 
 // reply reads one whole reply.
@@ -149,13 +128,7 @@ func (c *ctl) login() {
 
 func (c *ctl) wait(within time.Duration) error {
 	c.t.Helper()
-	select {
-	case err := <-c.done:
-		return err
-	case <-time.After(within):
-		c.t.Fatalf("ServeStream still running after %v", within)
-		return nil
-	}
+	return c.pipe.Wait(c.t, within)
 }
 
 // pasv sends PASV and connects to the announced port.
@@ -209,16 +182,6 @@ func (c *ctl) upload(line string, data []byte) (int, string) {
 	return c.reply()
 }
 
-func (c *ctl) events(op string) []protocols.Event {
-	var out []protocols.Event
-	for _, e := range c.sess.Events() {
-		if e.Op == op {
-			out = append(out, e)
-		}
-	}
-	return out
-}
-
 func TestGreetingAndPreLogin(t *testing.T) {
 	c := start(t, context.Background(), newTestHandler(t, testConfig()))
 	if code, text := c.reply(); code != 220 || text != "VxWorks (5.5.1) FTP server ready" {
@@ -260,11 +223,11 @@ func TestLogin(t *testing.T) {
 		c.login()
 		c.expect("USER other", 530, "Can't change to another user.")
 		c.expect("PASS USER", 503, "Already logged in.")
-		ev := c.events("login")
+		ev := c.sess.EventsOf("login")
 		if len(ev) != 2 || ev[0].Detail["username"] != "USER" || ev[0].Detail["password"] != "USER" || ev[0].Detail["result"] != "success" || ev[0].Code != 230 {
 			t.Errorf("login events %+v", ev)
 		}
-		if u := c.events("user"); len(u) != 2 || u[0].Detail["username"] != "USER" || u[0].Code != 331 {
+		if u := c.sess.EventsOf("user"); len(u) != 2 || u[0].Detail["username"] != "USER" || u[0].Code != 331 {
 			t.Errorf("user events %+v", u)
 		}
 	})
@@ -284,7 +247,7 @@ func TestLogin(t *testing.T) {
 		if err := c.wait(time.Second); err != nil {
 			t.Errorf("ServeStream: %v", err)
 		}
-		ev := c.events("login")
+		ev := c.sess.EventsOf("login")
 		if len(ev) != 3 || ev[2].Detail["failures"] != "3" || ev[2].Detail["password"] != "admin3" || ev[2].Exception != 530 || ev[2].Detail["result"] != "failure" {
 			t.Errorf("login events %+v", ev)
 		}
@@ -306,7 +269,7 @@ func TestLogin(t *testing.T) {
 			t.Errorf("anonymous RETR %q", got)
 		}
 		c.expect("STOR /data/x", 550, "Permission denied.")
-		if ev := c.events("login"); len(ev) != 1 || ev[0].Detail["result"] != "anonymous" {
+		if ev := c.sess.EventsOf("login"); len(ev) != 1 || ev[0].Detail["result"] != "anonymous" {
 			t.Errorf("login events %+v", ev)
 		}
 	})
@@ -392,11 +355,11 @@ func TestNavigation(t *testing.T) {
 	if code, text := c.cmd("STAT"); code != 211 || !strings.Contains(text, "Connected to 127.0.0.1\n") || !strings.Contains(text, "TYPE: BINARY") {
 		t.Errorf("STAT %d %q", code, text)
 	}
-	ev := c.events("rename_to")
+	ev := c.sess.EventsOf("rename_to")
 	if len(ev) != 3 || ev[1].Detail["from"] != "/sys/version.txt" || ev[1].Area != "/sys/v.txt" || !ev[1].Write || ev[1].Exception != 550 {
 		t.Errorf("rename events %+v", ev)
 	}
-	if ev := c.events("change_directory"); ev[0].Area != "/web/images" || ev[0].Detail["argument"] != "/web/images" {
+	if ev := c.sess.EventsOf("change_directory"); ev[0].Area != "/web/images" || ev[0].Detail["argument"] != "/web/images" {
 		t.Errorf("cwd event %+v", ev[0])
 	}
 }
@@ -457,7 +420,7 @@ func TestTransfers(t *testing.T) {
 	c.expect("RETR /sys/lines.txt", 425, "Use PORT or PASV first.")
 	c.pasv()
 	c.expect("RETR /nope", 550, "No such file or directory.")
-	ev := c.events("retrieve")
+	ev := c.sess.EventsOf("retrieve")
 	if len(ev) < 4 || ev[0].Area != "/sys/lines.txt" || ev[0].Quantity != 7 || ev[0].Detail["size"] != "7" || ev[2].Detail["offset"] != "2" || ev[0].Code != 226 {
 		t.Errorf("retrieve events %+v", ev[:min(4, len(ev))])
 	}
@@ -512,7 +475,7 @@ func TestUploads(t *testing.T) {
 		t.Errorf("STOR over the limit: %d %q", code, text)
 	}
 
-	ev := c.events("upload")
+	ev := c.sess.EventsOf("upload")
 	if len(ev) != 8 {
 		t.Fatalf("%d upload events: %+v", len(ev), ev)
 	}
@@ -577,7 +540,7 @@ func TestUploadMemoryBound(t *testing.T) {
 	if code, _ := d.upload("STOR /data/c", []byte("c")); code != 552 {
 		t.Errorf("upload over the memory bound %d", code)
 	}
-	if ev := d.events("upload"); len(ev) != 1 || ev[0].Detail["reason"] != "memory_limit" {
+	if ev := d.sess.EventsOf("upload"); len(ev) != 1 || ev[0].Detail["reason"] != "memory_limit" {
 		t.Errorf("events %+v", ev)
 	}
 }
@@ -603,7 +566,7 @@ func TestDataConnectionSetup(t *testing.T) {
 	for _, s := range steps {
 		c.expect(s.cmd, s.code, s.text)
 	}
-	ev := c.events("port")
+	ev := c.sess.EventsOf("port")
 	if len(ev) != 4 || ev[0].Detail["bounce"] != "true" || ev[0].Detail["data_address"] != "10.0.0.1:1025" || ev[1].Detail["reason"] != "privileged_port" {
 		t.Errorf("port events %+v", ev)
 	}
@@ -649,7 +612,7 @@ func TestDataConnectionSetup(t *testing.T) {
 	if n, err := thief.Read(make([]byte, 10)); n != 0 || err == nil {
 		t.Errorf("the thief got %d bytes, %v", n, err)
 	}
-	if ev := c.events("data_connection_rejected"); len(ev) != 1 || ev[0].Detail["from"] != "127.0.0.2" {
+	if ev := c.sess.EventsOf("data_connection_rejected"); len(ev) != 1 || ev[0].Detail["from"] != "127.0.0.2" {
 		t.Errorf("rejection events %+v", ev)
 	}
 
@@ -704,7 +667,7 @@ func TestControlLimits(t *testing.T) {
 		c.reply()
 		c.expect("USER "+strings.Repeat("A", 3000), 500, "Command line too long.")
 		c.expect("NOOP", 200, "NOOP command successful.")
-		if ev := c.events("malformed_command"); len(ev) != 1 || ev[0].Detail["reason"] != "line_too_long" {
+		if ev := c.sess.EventsOf("malformed_command"); len(ev) != 1 || ev[0].Detail["reason"] != "line_too_long" {
 			t.Errorf("events %+v", ev)
 		}
 	})
@@ -713,10 +676,10 @@ func TestControlLimits(t *testing.T) {
 		c.reply()
 		c.expect("GET / HTTP/1.0", 500, "Command not understood.")
 		c.expect("\x00\x01\x02", 500, "Command not understood.")
-		if ev := c.events("malformed_command"); len(ev) != 1 || string(ev[0].Data) != "\x00\x01\x02" {
+		if ev := c.sess.EventsOf("malformed_command"); len(ev) != 1 || string(ev[0].Data) != "\x00\x01\x02" {
 			t.Errorf("events %+v", ev)
 		}
-		if ev := c.events("unknown_command"); len(ev) != 1 || ev[0].Detail["command"] != "GET" || ev[0].Detail["argument"] != "/ HTTP/1.0" {
+		if ev := c.sess.EventsOf("unknown_command"); len(ev) != 1 || ev[0].Detail["command"] != "GET" || ev[0].Detail["argument"] != "/ HTTP/1.0" {
 			t.Errorf("events %+v", ev)
 		}
 	})
@@ -1017,9 +980,9 @@ func TestConfig(t *testing.T) {
 	if err := NewConfig().Validate(); err != nil {
 		t.Fatalf("default config: %v", err)
 	}
-	cases := []struct {
-		name string
-		mod  func(c *Config)
+	protocoltest.RefuseConfigs(t, NewConfig, New, testIdentity, []struct {
+		Name string
+		Mod  func(*Config)
 	}{
 		{"empty banner", func(c *Config) { c.Banner = "" }},
 		{"banner with CR", func(c *Config) { c.Banner = "a\rb" }},
@@ -1043,19 +1006,7 @@ func TestConfig(t *testing.T) {
 		{"commands", func(c *Config) { c.MaxCommands = 0 }},
 		{"upload limits", func(c *Config) { c.MaxUploadSize = c.MaxSessionUpload + 1 }},
 		{"bad file", func(c *Config) { c.Files = append(c.Files, File{Path: "x"}) }},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			c := NewConfig()
-			tc.mod(c)
-			if _, err := New(protocoltest.Env(t, testIdentity()), c); !errors.Is(err, protocols.ErrConfig) {
-				t.Fatalf("New: %v, want ErrConfig", err)
-			}
-		})
-	}
-	if _, err := New(protocols.Env{}, NewConfig()); !errors.Is(err, protocols.ErrConfig) {
-		t.Errorf("no identity: %v", err)
-	}
+	})
 }
 
 func TestSpec(t *testing.T) {
