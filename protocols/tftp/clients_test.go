@@ -77,11 +77,9 @@ func checkUpload(t *testing.T, srv *protocoltest.Server, name string, want []byt
 		t.Errorf("upload event %+v (%d bytes)", e.Detail, len(e.Data))
 	}
 	var kept []protocols.File
-	for _, s := range srv.Sessions() {
-		for _, f := range s.Files() {
-			if f.Name == name {
-				kept = append(kept, f)
-			}
+	for _, f := range srv.Files() {
+		if f.Name == name {
+			kept = append(kept, f)
 		}
 	}
 	if len(kept) != 1 || !bytes.Equal(kept[0].Data, want) || kept[0].Truncated || kept[0].Protocol != "tftp" {

@@ -2,12 +2,10 @@ package tftp
 
 import (
 	"bytes"
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"strings"
 	"testing"
@@ -18,19 +16,7 @@ import (
 )
 
 // testIdentity is the persona of the tests: a Modicon M340.
-func testIdentity() *protocols.Identity {
-	return &protocols.Identity{
-		Vendor:      "Schneider Electric",
-		Product:     "Modicon M340",
-		Model:       "BMX P34 2020",
-		OrderNumber: "BMXP342020",
-		Firmware:    "v3.40",
-		Hardware:    "PV 07",
-		Serial:      "21M3417082",
-		MAC:         net.HardwareAddr{0x00, 0x80, 0xf4, 0x12, 0x34, 0x56},
-		Hostname:    "m340-pump-station",
-	}
-}
+var testIdentity = protocoltest.M340
 
 var testNow = time.Date(2026, 3, 2, 8, 0, 0, 0, time.UTC)
 
@@ -77,22 +63,7 @@ func newFlow(t *testing.T, h *Handler) *flow {
 // send delivers one datagram and returns the reply, nil for none.
 func (f *flow) send(pkt []byte) []byte {
 	f.t.Helper()
-	var replies [][]byte
-	err := f.h.ServeDatagram(context.Background(), f.sess, pkt, func(b []byte) error {
-		replies = append(replies, bytes.Clone(b))
-		return nil
-	})
-	if err != nil {
-		f.t.Fatalf("ServeDatagram(% x): %v", pkt, err)
-	}
-	switch len(replies) {
-	case 0:
-		return nil
-	case 1:
-		return replies[0]
-	}
-	f.t.Fatalf("%d replies to % x", len(replies), pkt)
-	return nil
+	return protocoltest.Reply(f.t, f.h, f.sess, pkt)
 }
 
 // expect sends pkt and checks the reply.
@@ -101,16 +72,6 @@ func (f *flow) expect(pkt, want []byte) {
 	if got := f.send(pkt); !bytes.Equal(got, want) {
 		f.t.Errorf("reply to %q:\n got %q\nwant %q", pkt, got, want)
 	}
-}
-
-func (f *flow) events(op string) []protocols.Event {
-	var out []protocols.Event
-	for _, e := range f.sess.Events() {
-		if e.Op == op {
-			out = append(out, e)
-		}
-	}
-	return out
 }
 
 func rrq(name, mode string, opts ...string) []byte {
@@ -264,7 +225,7 @@ func TestReadEvents(t *testing.T) {
 
 	g := newFlow(t, h)
 	g.send(rrq("../../etc/shadow", "octet"))
-	if ev := g.events("read_request"); len(ev) != 1 || ev[0].Exception != int(ErrAccess) || ev[0].Detail["error"] != "Access violation" || ev[0].Area != "../../etc/shadow" {
+	if ev := g.sess.EventsOf("read_request"); len(ev) != 1 || ev[0].Exception != int(ErrAccess) || ev[0].Detail["error"] != "Access violation" || ev[0].Area != "../../etc/shadow" {
 		t.Errorf("refused request event %+v", ev)
 	}
 }
@@ -304,7 +265,7 @@ func TestRollover(t *testing.T) {
 		t.Fatalf("last block %d, %d bytes", block, total)
 	}
 	f.expect(ack(block), nil)
-	if ev := f.events("read_complete"); len(ev) != 1 || ev[0].Detail["blocks"] != "65537" {
+	if ev := f.sess.EventsOf("read_complete"); len(ev) != 1 || ev[0].Detail["blocks"] != "65537" {
 		t.Errorf("events %+v", ev)
 	}
 }
@@ -362,7 +323,7 @@ func TestWrite(t *testing.T) {
 			for _, s := range tc.steps {
 				f.expect(s[0], s[1])
 			}
-			ups := f.events("upload")
+			ups := f.sess.EventsOf("upload")
 			if tc.name == "ACK to a write" {
 				return
 			}
@@ -427,16 +388,16 @@ func TestExpiry(t *testing.T) {
 	w.send(wrq("up/partial.bin", "octet", "blksize", "8"))
 	w.send(data(1, "01234567"))
 	deadline := time.Now().Add(2 * time.Second)
-	for len(r.events("read_incomplete")) == 0 || len(w.events("upload")) == 0 {
+	for len(r.sess.EventsOf("read_incomplete")) == 0 || len(w.sess.EventsOf("upload")) == 0 {
 		if time.Now().After(deadline) {
 			t.Fatalf("no expiry events: %+v %+v", r.sess.Events(), w.sess.Events())
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	if ev := r.events("read_incomplete")[0]; ev.Detail["reason"] != "timeout" || ev.Quantity != 8 {
+	if ev := r.sess.EventsOf("read_incomplete")[0]; ev.Detail["reason"] != "timeout" || ev.Quantity != 8 {
 		t.Errorf("read expiry %+v", ev)
 	}
-	if ev := w.events("upload")[0]; string(ev.Data) != "01234567" || ev.Detail["complete"] != "false" || ev.Detail["reason"] != "timeout" {
+	if ev := w.sess.EventsOf("upload")[0]; string(ev.Data) != "01234567" || ev.Detail["complete"] != "false" || ev.Detail["reason"] != "timeout" {
 		t.Errorf("write expiry %+v", ev)
 	}
 	h.mu.Lock()
@@ -450,7 +411,7 @@ func TestExpiry(t *testing.T) {
 	d.send(wrq("up/done", "octet"))
 	d.send(data(1, "x"))
 	time.Sleep(150 * time.Millisecond)
-	if ev := d.events("upload"); len(ev) != 1 {
+	if ev := d.sess.EventsOf("upload"); len(ev) != 1 {
 		t.Errorf("a finished upload was reported %d times", len(ev))
 	}
 	d.expect(data(1, "x"), errPkt(ErrUnknownTID))
@@ -466,12 +427,12 @@ func TestLimits(t *testing.T) {
 	a.expect(data(1, "01234567"), ack(1))
 	b := newFlow(t, h)
 	b.expect(rrq("t/hello.txt", "octet"), nil)
-	if ev := b.events("read_request"); len(ev) != 1 || ev[0].Detail["reason"] != "transfer_limit" {
+	if ev := b.sess.EventsOf("read_request"); len(ev) != 1 || ev[0].Detail["reason"] != "transfer_limit" {
 		t.Errorf("events %+v", ev)
 	}
 	// The client gives up with an ERROR: the transfer ends and is reported.
 	a.expect(AppendError(nil, ErrUndefined), nil)
-	ev := a.events("client_error")
+	ev := a.sess.EventsOf("client_error")
 	if len(ev) != 1 || ev[0].Code != 0 || ev[0].Detail["message"] != "Undefined error code" || string(ev[0].Data) != "01234567" || ev[0].Detail["reason"] != "client_error" {
 		t.Errorf("client error event %+v", ev)
 	}
@@ -486,7 +447,7 @@ func TestLimits(t *testing.T) {
 	b = newFlow(t, h)
 	b.send(wrq("up/b", "octet", "blksize", "8"))
 	b.expect(data(1, "01234567"), errPkt(ErrDiskFull))
-	if ev := b.events("upload"); len(ev) != 1 || string(ev[0].Data) != "0123" || ev[0].Detail["reason"] != "size_limit" {
+	if ev := b.sess.EventsOf("upload"); len(ev) != 1 || string(ev[0].Data) != "0123" || ev[0].Detail["reason"] != "size_limit" {
 		t.Errorf("events %+v", ev)
 	}
 	if f := b.sess.Files(); len(f) != 1 || f[0].Name != "up/b" || string(f[0].Data) != "0123" || !f[0].Truncated || f[0].Protocol != "tftp" {
@@ -501,7 +462,7 @@ func TestReplacedTransfer(t *testing.T) {
 	f.send(ack(0))
 	f.send(ack(1))
 	f.expect(rrq("t/hello.txt", "octet"), data(1, "hello\n"))
-	if ev := f.events("read_incomplete"); len(ev) != 1 || ev[0].Detail["reason"] != "replaced" || ev[0].Area != "t/twenty.bin" {
+	if ev := f.sess.EventsOf("read_incomplete"); len(ev) != 1 || ev[0].Detail["reason"] != "replaced" || ev[0].Area != "t/twenty.bin" {
 		t.Errorf("events %+v", ev)
 	}
 }
@@ -600,9 +561,9 @@ func TestConfig(t *testing.T) {
 	if err := NewConfig().Validate(); err != nil {
 		t.Fatalf("default config: %v", err)
 	}
-	cases := []struct {
-		name string
-		mod  func(c *Config)
+	protocoltest.RefuseConfigs(t, NewConfig, New, testIdentity, []struct {
+		Name string
+		Mod  func(*Config)
 	}{
 		{"block size", func(c *Config) { c.MaxBlockSize = 4 }},
 		{"timeout", func(c *Config) { c.Timeout = 0 }},
@@ -611,19 +572,7 @@ func TestConfig(t *testing.T) {
 		{"climbing file", func(c *Config) { c.Files = []File{{Path: "../x"}} }},
 		{"empty path", func(c *Config) { c.Files = []File{{Path: "/"}} }},
 		{"file twice", func(c *Config) { c.Files = []File{{Path: "a"}, {Path: "/a"}} }},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			c := NewConfig()
-			tc.mod(c)
-			if _, err := New(protocoltest.Env(t, testIdentity()), c); !errors.Is(err, protocols.ErrConfig) {
-				t.Fatalf("New: %v, want ErrConfig", err)
-			}
-		})
-	}
-	if _, err := New(protocols.Env{}, NewConfig()); !errors.Is(err, protocols.ErrConfig) {
-		t.Errorf("no identity: %v", err)
-	}
+	})
 }
 
 func TestSpec(t *testing.T) {
