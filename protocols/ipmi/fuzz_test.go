@@ -5,6 +5,8 @@ import (
 	"crypto/aes"
 	"crypto/cipher"
 	"testing"
+
+	"github.com/pcapot/pcapot/protocols/protocoltest"
 )
 
 // The seed corpora are committed in testdata/fuzz/FuzzWire and
@@ -60,7 +62,7 @@ func FuzzHandler(f *testing.F) {
 		h, _ := newTestHandler(t, testConfig())
 		c := newConsole(t, h, 3, "ADMIN", "ADMIN")
 		c.login()
-		if out := exchange(t, h, newSession(t), b); out != nil {
+		if out := protocoltest.Reply(t, h, newSession(t), b); out != nil {
 			checkReply(t, out)
 		}
 		// The same bytes as the IPMI message of the session.
@@ -77,7 +79,7 @@ func FuzzHandler(f *testing.F) {
 		cipher.NewCBCEncrypter(block, iv).CryptBlocks(enc, plain)
 		if len(iv)+len(enc) <= 0xFFFF {
 			pkt := AppendSession20(nil, PayloadIPMI, true, c.bmcID, c.seq, append(iv, enc...), c.integ, c.k1)
-			if out := exchange(t, h, c.s, pkt); out != nil {
+			if out := protocoltest.Reply(t, h, c.s, pkt); out != nil {
 				checkReply(t, out)
 			}
 		}

@@ -2,7 +2,6 @@ package ipmi
 
 import (
 	"bytes"
-	"context"
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/hmac"
@@ -13,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"hash"
-	"net"
 	"net/netip"
 	"strings"
 	"sync"
@@ -24,19 +22,14 @@ import (
 	"github.com/pcapot/pcapot/protocols/protocoltest"
 )
 
-// testIdentity is the persona of the tests: a Modicon M340 (Schneider's enterprise
-// number 3833 in its sysObjectID).
+// testIdentity is the persona of the tests: the Modicon M340 of protocoltest without
+// order number and hostname, with Schneider's enterprise number 3833 in its
+// sysObjectID.
 func testIdentity() *protocols.Identity {
-	return &protocols.Identity{
-		Vendor:      "Schneider Electric",
-		Product:     "Modicon M340",
-		Model:       "BMX P34 2020",
-		Firmware:    "v3.40",
-		Hardware:    "PV 07",
-		Serial:      "21M3417082",
-		MAC:         net.HardwareAddr{0x00, 0x80, 0xf4, 0x12, 0x34, 0x56},
-		SysObjectID: "1.3.6.1.4.1.3833.1.7.255.44",
-	}
+	id := protocoltest.M340()
+	id.OrderNumber, id.Hostname = "", ""
+	id.SysObjectID = "1.3.6.1.4.1.3833.1.7.255.44"
+	return id
 }
 
 // clock is a settable test clock.
@@ -86,25 +79,6 @@ func newSession(t testing.TB) *protocoltest.Session {
 	return protocoltest.NewSession(t, netip.MustParseAddrPort("127.0.0.1:623"), netip.AddrPortFrom(netip.MustParseAddr("192.0.2.7"), uint16(nextPort)))
 }
 
-// exchange sends one datagram and returns the reply (nil for none).
-func exchange(t testing.TB, h *Handler, s protocols.Session, pkt []byte) []byte {
-	t.Helper()
-	var replies [][]byte
-	if err := h.ServeDatagram(context.Background(), s, pkt, func(b []byte) error {
-		replies = append(replies, bytes.Clone(b))
-		return nil
-	}); err != nil {
-		t.Fatalf("ServeDatagram: %v", err)
-	}
-	if len(replies) > 1 {
-		t.Fatalf("%d replies", len(replies))
-	}
-	if len(replies) == 0 {
-		return nil
-	}
-	return replies[0]
-}
-
 func hx(s string) []byte {
 	b, err := hex.DecodeString(strings.ReplaceAll(s, " ", ""))
 	if err != nil {
@@ -115,7 +89,7 @@ func hx(s string) []byte {
 
 func TestPresencePing(t *testing.T) {
 	h, _ := newTestHandler(t, testConfig())
-	got := exchange(t, h, newSession(t), hx("06 00 ff 06 000011be 80 c4 00 00"))
+	got := protocoltest.Reply(t, h, newSession(t), hx("06 00 ff 06 000011be 80 c4 00 00"))
 	want := hx("06 00 ff 06 000011be 40 c4 00 10 000011be 00000000 81 00 000000000000")
 	if !bytes.Equal(got, want) {
 		t.Errorf("pong % x, want % x", got, want)
@@ -153,7 +127,7 @@ func TestSessionless(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			got := exchange(t, h, newSession(t), hx(tc.req))
+			got := protocoltest.Reply(t, h, newSession(t), hx(tc.req))
 			if !bytes.Equal(got, hx(tc.want)) {
 				t.Errorf("reply\n got % x\nwant % x", got, hx(tc.want))
 			}
@@ -204,13 +178,13 @@ func TestCipherSuites(t *testing.T) {
 		{[]byte{0x0e, 0x05, 0x80}, CCInvalidField, ""},
 	}
 	for _, tc := range cases {
-		cc, data := v2resp(t, exchange(t, h, newSession(t), v2req(NetFnApp, 0x54, tc.data...)))
+		cc, data := v2resp(t, protocoltest.Reply(t, h, newSession(t), v2req(NetFnApp, 0x54, tc.data...)))
 		if cc != tc.cc || !bytes.Equal(data, hx(tc.want)) {
 			t.Errorf("cipher suites % x: cc %02x data % x, want %02x % x", tc.data, cc, data, tc.cc, hx(tc.want))
 		}
 	}
 	// Get Channel Authentication Capabilities in RMCP+ form is answered in kind.
-	cc, data := v2resp(t, exchange(t, h, newSession(t), v2req(NetFnApp, 0x38, 0x8e, 0x04)))
+	cc, data := v2resp(t, protocoltest.Reply(t, h, newSession(t), v2req(NetFnApp, 0x38, 0x8e, 0x04)))
 	if cc != 0 || !bytes.Equal(data, hx("01 80 04 02 00000000")) {
 		t.Errorf("auth caps: %02x % x", cc, data)
 	}
@@ -265,7 +239,7 @@ func (c *console) mac(key []byte, parts ...[]byte) []byte {
 // setup sends a pre-session payload and returns the reply payload of type want.
 func (c *console) setup(pt byte, payload []byte, want byte) []byte {
 	c.t.Helper()
-	out := exchange(c.t, c.h, c.s, AppendSession20(nil, pt, false, 0, 0, payload, IntegrityNone, nil))
+	out := protocoltest.Reply(c.t, c.h, c.s, AppendSession20(nil, pt, false, 0, 0, payload, IntegrityNone, nil))
 	if out == nil {
 		c.t.Fatalf("no reply to payload type %02x", pt)
 	}
@@ -368,7 +342,7 @@ func (c *console) packet(netfn, cmd byte, data []byte) []byte {
 // cmd runs a command in the session and returns the completion code and data.
 func (c *console) cmd(netfn, cmd byte, data ...byte) (byte, []byte) {
 	c.t.Helper()
-	out := exchange(c.t, c.h, c.s, c.packet(netfn, cmd, data))
+	out := protocoltest.Reply(c.t, c.h, c.s, c.packet(netfn, cmd, data))
 	if out == nil {
 		c.t.Fatalf("no answer to %02x/%02x", netfn, cmd)
 	}
@@ -389,16 +363,6 @@ func (c *console) cmd(netfn, cmd byte, data ...byte) (byte, []byte) {
 		c.t.Fatalf("answer %+v: %v", m, err)
 	}
 	return m.Data[0], m.Data[1:]
-}
-
-func (c *console) events(op string) []protocols.Event {
-	var out []protocols.Event
-	for _, e := range c.s.Events() {
-		if e.Op == op {
-			out = append(out, e)
-		}
-	}
-	return out
 }
 
 func TestSessionCommands(t *testing.T) {
@@ -456,7 +420,7 @@ func TestSessionCommands(t *testing.T) {
 					t.Errorf("%s: cc %02x data % x, want %02x % x", s.name, cc, data, s.cc, want)
 				}
 			}
-			ev := c.events("chassis_control")
+			ev := c.s.EventsOf("chassis_control")
 			if len(ev) != 6 || ev[1].Detail["action"] != "power_down" || !ev[1].Write || ev[1].Detail["power_after"] != "off" ||
 				ev[0].Exception != CCInsufficientPriv || ev[1].Code != 0x0002 || ev[1].Detail["username"] != "ADMIN" {
 				t.Errorf("chassis events %+v", ev)
@@ -465,10 +429,10 @@ func TestSessionCommands(t *testing.T) {
 			if cc, _ := c.cmd(NetFnApp, 0x3C, le(c.bmcID)...); cc != 0 {
 				t.Errorf("close session cc %02x", cc)
 			}
-			if out := exchange(t, h, c.s, c.packet(NetFnApp, 0x01, nil)); out != nil {
+			if out := protocoltest.Reply(t, h, c.s, c.packet(NetFnApp, 0x01, nil)); out != nil {
 				t.Errorf("answer after close: % x", out)
 			}
-			if ev := c.events("unknown_session"); len(ev) != 1 {
+			if ev := c.s.EventsOf("unknown_session"); len(ev) != 1 {
 				t.Errorf("events %+v", c.s.Events())
 			}
 		})
@@ -529,7 +493,7 @@ func TestOpenSessionErrors(t *testing.T) {
 			if len(p) != 36 || p[0] != 1 || p[1] != tc.status || binary.LittleEndian.Uint32(p[4:]) != consoleID || !bytes.Equal(p[8:], make([]byte, 28)) {
 				t.Errorf("reply % x, want status %02x", p, tc.status)
 			}
-			if ev := c.events("open_session"); len(ev) != 1 || ev[0].Exception != int(tc.status) {
+			if ev := c.s.EventsOf("open_session"); len(ev) != 1 || ev[0].Exception != int(tc.status) {
 				t.Errorf("events %+v", ev)
 			}
 		})
@@ -580,7 +544,7 @@ func TestRAKPErrors(t *testing.T) {
 			if r.Status != tc.status || len(r.AuthCode) != 0 || r.BMCRn != [16]byte{} {
 				t.Errorf("RAKP 2 %+v, want status %02x", r, tc.status)
 			}
-			if ev := c.events("rakp_1"); len(ev) != 1 || ev[0].Exception != int(tc.status) || ev[0].Detail["username"] != tc.user[:min(len(tc.user), 16)] {
+			if ev := c.s.EventsOf("rakp_1"); len(ev) != 1 || ev[0].Exception != int(tc.status) || ev[0].Detail["username"] != tc.user[:min(len(tc.user), 16)] {
 				t.Errorf("events %+v", ev)
 			}
 		})
@@ -604,7 +568,7 @@ func TestRAKPErrors(t *testing.T) {
 		if r.Status != StatusInvalidIntegrity || r.ConsoleID != c.id || len(r.ICV) != 0 {
 			t.Errorf("RAKP 4 %+v", r)
 		}
-		if ev := c.events("rakp_3"); len(ev) != 1 || ev[0].Detail["result"] != "wrong_password" || ev[0].Exception != StatusInvalidIntegrity {
+		if ev := c.s.EventsOf("rakp_3"); len(ev) != 1 || ev[0].Detail["result"] != "wrong_password" || ev[0].Exception != StatusInvalidIntegrity {
 			t.Errorf("events %+v", ev)
 		}
 		if r := c.rakp3(0, nil); r.Status != StatusInvalidSessionID {
@@ -621,7 +585,7 @@ func TestRAKPErrors(t *testing.T) {
 		if r := c.rakp3(StatusInvalidIntegrity, nil); r.Status != StatusInvalidIntegrity {
 			t.Errorf("RAKP 4 %+v", r)
 		}
-		if ev := c.events("rakp_3"); len(ev) != 1 || ev[0].Detail["result"] != "client_rejected" || ev[0].Detail["console_status"] != "0x0f" {
+		if ev := c.s.EventsOf("rakp_3"); len(ev) != 1 || ev[0].Detail["result"] != "client_rejected" || ev[0].Detail["console_status"] != "0x0f" {
 			t.Errorf("events %+v", ev)
 		}
 	})
@@ -631,8 +595,8 @@ func TestRAKPErrors(t *testing.T) {
 		c.rakp1()
 		clk.advance(11 * time.Second)
 		// The next datagram of any flow expires it (the timer would too).
-		exchange(t, h, newSession(t), hx(nmapProbe))
-		if ev := c.events("rakp_abandoned"); len(ev) != 1 || ev[0].Detail["username"] != "ADMIN" {
+		protocoltest.Reply(t, h, newSession(t), hx(nmapProbe))
+		if ev := c.s.EventsOf("rakp_abandoned"); len(ev) != 1 || ev[0].Detail["username"] != "ADMIN" {
 			t.Errorf("events %+v", c.s.Events())
 		}
 		if r := c.rakp3(0, nil); r.Status != StatusInvalidSessionID {
@@ -649,7 +613,7 @@ func TestAbandonTimer(t *testing.T) {
 	c.open()
 	c.rakp1()
 	deadline := time.Now().Add(2 * time.Second)
-	for len(c.events("rakp_abandoned")) == 0 {
+	for len(c.s.EventsOf("rakp_abandoned")) == 0 {
 		if time.Now().After(deadline) {
 			t.Fatal("no rakp_abandoned event")
 		}
@@ -669,11 +633,11 @@ func TestSessionIntegrity(t *testing.T) {
 	c.login()
 	drop := func(name string, pkt []byte, op string) {
 		t.Helper()
-		before := len(c.events(op))
-		if out := exchange(t, h, c.s, pkt); out != nil {
+		before := len(c.s.EventsOf(op))
+		if out := protocoltest.Reply(t, h, c.s, pkt); out != nil {
 			t.Errorf("%s: answered % x", name, out)
 		}
-		if len(c.events(op)) != before+1 {
+		if len(c.s.EventsOf(op)) != before+1 {
 			t.Errorf("%s: no %s event: %+v", name, op, c.s.Events())
 		}
 	}
@@ -730,7 +694,7 @@ func TestCloseOtherSession(t *testing.T) {
 	if cc, _ := a.cmd(NetFnApp, 0x3C, 0, 0, 0, 0, 2); cc != 0 {
 		t.Errorf("close by handle: %02x", cc)
 	}
-	if out := exchange(t, h, b.s, b.packet(NetFnApp, 0x01, nil)); out != nil {
+	if out := protocoltest.Reply(t, h, b.s, b.packet(NetFnApp, 0x01, nil)); out != nil {
 		t.Errorf("closed session answered")
 	}
 }
@@ -862,9 +826,9 @@ func TestConfig(t *testing.T) {
 	if err := NewConfig().Validate(); err != nil {
 		t.Fatalf("default config: %v", err)
 	}
-	cases := []struct {
-		name string
-		mod  func(c *Config)
+	protocoltest.RefuseConfigs(t, NewConfig, New, testIdentity, []struct {
+		Name string
+		Mod  func(*Config)
 	}{
 		{"no users", func(c *Config) { c.Users = nil }},
 		{"long name", func(c *Config) { c.Users[0].Name = strings.Repeat("u", 17) }},
@@ -879,19 +843,7 @@ func TestConfig(t *testing.T) {
 		{"restore policy", func(c *Config) { c.PowerRestorePolicy = "sometimes" }},
 		{"sessions", func(c *Config) { c.MaxSessions = 0 }},
 		{"timeouts", func(c *Config) { c.SetupTimeout = 0 }},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			c := NewConfig()
-			tc.mod(c)
-			if _, err := New(protocoltest.Env(t, testIdentity()), c); !errors.Is(err, protocols.ErrConfig) {
-				t.Fatalf("New: %v, want ErrConfig", err)
-			}
-		})
-	}
-	if _, err := New(protocols.Env{}, NewConfig()); !errors.Is(err, protocols.ErrConfig) {
-		t.Errorf("no identity: %v", err)
-	}
+	})
 }
 
 func TestSpec(t *testing.T) {
