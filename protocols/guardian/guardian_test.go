@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"net"
 	"net/netip"
 	"strings"
 	"testing"
@@ -577,8 +576,8 @@ func TestConfig(t *testing.T) {
 		t.Fatalf("default config: %v", err)
 	}
 	cases := []struct {
-		name string
-		mod  func(c *Config)
+		Name string
+		Mod  func(*Config)
 	}{
 		{"too many header lines", func(c *Config) { c.StationHeader = []string{"a", "b", "c", "d", "e"} }},
 		{"control character in header", func(c *Config) { c.StationHeader = []string{"a\x01"} }},
@@ -607,21 +606,13 @@ func TestConfig(t *testing.T) {
 		{"max bytes", func(c *Config) { c.MaxBytes = 10 }},
 	}
 	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			c := NewConfig()
-			tc.mod(c)
-			if err := c.Validate(); err == nil {
-				t.Fatal("accepted")
-			}
-			_, err := New(protocoltest.Env(t, testIdentity()), c)
-			if !errors.Is(err, protocols.ErrConfig) {
-				t.Fatalf("New error %v does not wrap ErrConfig", err)
-			}
-		})
+		c := NewConfig()
+		tc.Mod(c)
+		if err := c.Validate(); err == nil {
+			t.Errorf("%s: accepted", tc.Name)
+		}
 	}
-	if _, err := New(protocols.Env{}, NewConfig()); !errors.Is(err, protocols.ErrConfig) {
-		t.Errorf("no identity: %v", err)
-	}
+	protocoltest.RefuseConfigs(t, NewConfig, New, testIdentity, cases)
 }
 
 func TestSpec(t *testing.T) {
@@ -630,22 +621,11 @@ func TestSpec(t *testing.T) {
 }
 
 // pipe serves h on one end of a net.Pipe.
-type pipe struct {
-	net.Conn
-	sess *protocoltest.Session
-	done chan error
-}
+type pipe struct{ *protocoltest.Pipe }
 
 func startPipe(t *testing.T, ctx context.Context, h *Handler) *pipe {
 	t.Helper()
-	client, server := net.Pipe()
-	p := &pipe{Conn: client, sess: newSession(t), done: make(chan error, 1)}
-	go func() {
-		defer server.Close()
-		p.done <- h.ServeStream(ctx, p.sess, server)
-	}()
-	t.Cleanup(func() { client.Close() })
-	return p
+	return &pipe{protocoltest.ServePipe(t, ctx, h, newSession(t))}
 }
 
 // readResponse reads one framed response (SOH ... ETX).
@@ -665,17 +645,6 @@ func (p *pipe) readResponse(t *testing.T) string {
 	}
 }
 
-func (p *pipe) wait(t *testing.T, within time.Duration) error {
-	t.Helper()
-	select {
-	case err := <-p.done:
-		return err
-	case <-time.After(within):
-		t.Fatalf("ServeStream still running after %v", within)
-		return nil
-	}
-}
-
 func TestServeStream(t *testing.T) {
 	h := newTestHandler(t, testConfig(), nil)
 
@@ -691,7 +660,7 @@ func TestServeStream(t *testing.T) {
 			t.Errorf("answer %q", got)
 		}
 		p.Close()
-		if err := p.wait(t, time.Second); err != nil {
+		if err := p.Wait(t, time.Second); err != nil {
 			t.Errorf("ServeStream: %v", err)
 		}
 	})
@@ -708,7 +677,7 @@ func TestServeStream(t *testing.T) {
 			t.Errorf("answered after %v, before the command timeout", d)
 		}
 		p.Close()
-		p.wait(t, time.Second)
+		p.Wait(t, time.Second)
 	})
 
 	t.Run("pipelined", func(t *testing.T) {
@@ -719,14 +688,14 @@ func TestServeStream(t *testing.T) {
 			t.Errorf("answers %q", got)
 		}
 		p.Close()
-		p.wait(t, time.Second)
+		p.Wait(t, time.Second)
 	})
 
 	t.Run("EOF mid-command", func(t *testing.T) {
 		p := startPipe(t, context.Background(), h)
 		p.Write([]byte("\x01I20"))
 		p.Close()
-		if err := p.wait(t, time.Second); err != nil {
+		if err := p.Wait(t, time.Second); err != nil {
 			t.Errorf("ServeStream: %v", err)
 		}
 	})
@@ -736,7 +705,7 @@ func TestServeStream(t *testing.T) {
 		cfg.IdleTimeout = 100 * time.Millisecond
 		h := newTestHandler(t, cfg, nil)
 		p := startPipe(t, context.Background(), h)
-		if err := p.wait(t, time.Second); err != nil {
+		if err := p.Wait(t, time.Second); err != nil {
 			t.Errorf("ServeStream: %v", err)
 		}
 	})
@@ -765,7 +734,7 @@ func TestServeStream(t *testing.T) {
 			}
 		}()
 		time.Sleep(500 * time.Millisecond)
-		if len(p.sess.Events()) == 0 {
+		if len(p.Session.Events()) == 0 {
 			t.Errorf("the trickled command was not taken as complete within idle_timeout")
 		}
 	})
@@ -775,7 +744,7 @@ func TestServeStream(t *testing.T) {
 		p := startPipe(t, ctx, h)
 		time.Sleep(20 * time.Millisecond)
 		cancel()
-		if err := p.wait(t, time.Second); err != nil {
+		if err := p.Wait(t, time.Second); err != nil {
 			t.Errorf("ServeStream: %v", err)
 		}
 	})
@@ -787,10 +756,10 @@ func TestServeStream(t *testing.T) {
 		p := startPipe(t, context.Background(), h)
 		go io.Copy(io.Discard, p)
 		go p.Write([]byte(strings.Repeat("\x01I10100\r\n", 5)))
-		if err := p.wait(t, time.Second); !errors.Is(err, ErrSessionLimit) {
+		if err := p.Wait(t, time.Second); !errors.Is(err, ErrSessionLimit) {
 			t.Errorf("ServeStream: %v, want ErrSessionLimit", err)
 		}
-		if n := len(p.sess.Events()); n != 2 {
+		if n := len(p.Session.Events()); n != 2 {
 			t.Errorf("%d events, want 2", n)
 		}
 	})
@@ -802,7 +771,7 @@ func TestServeStream(t *testing.T) {
 		p := startPipe(t, context.Background(), h)
 		go io.Copy(io.Discard, p)
 		go p.Write(bytes.Repeat([]byte("A"), 5000))
-		if err := p.wait(t, time.Second); !errors.Is(err, ErrSessionLimit) {
+		if err := p.Wait(t, time.Second); !errors.Is(err, ErrSessionLimit) {
 			t.Errorf("ServeStream: %v, want ErrSessionLimit", err)
 		}
 	})
@@ -813,7 +782,7 @@ func TestServeStream(t *testing.T) {
 		h := newTestHandler(t, cfg, nil)
 		p := startPipe(t, context.Background(), h)
 		p.Write([]byte("\x01I20200\r\n"))
-		if err := p.wait(t, 2*time.Second); err != nil {
+		if err := p.Wait(t, 2*time.Second); err != nil {
 			t.Errorf("ServeStream: %v", err)
 		}
 	})
@@ -824,11 +793,7 @@ func TestServeStream(t *testing.T) {
 func TestTCP(t *testing.T) {
 	h := newTestHandler(t, testConfig(), time.Now)
 	srv := protocoltest.ServeTCP(t, "", h)
-	conn, err := net.Dial("tcp", srv.Addr.String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := srv.Dial(t)
 	conn.SetDeadline(time.Now().Add(5 * time.Second))
 	if _, err := conn.Write([]byte("\x01I20100\n")); err != nil {
 		t.Fatal(err)
