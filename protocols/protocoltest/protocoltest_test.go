@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 	"testing"
@@ -178,4 +179,72 @@ func TestCheckSpec(t *testing.T) {
 	if h := CheckSpec(t, spec, protocols.Spec{Name: "greeter", Transport: protocols.TCP, Port: 7, Service: "echo"}, Env(t, Identity())); h != (greeter{}) {
 		t.Fatalf("handler %#v", h)
 	}
+}
+
+func TestServePipe(t *testing.T) {
+	p := ServePipe(t, context.Background(), greeter{}, NewSession(t, netip.MustParseAddrPort("127.0.0.1:7"), netip.MustParseAddrPort("127.0.0.1:40000")))
+	hello := make([]byte, 5)
+	if _, err := io.ReadFull(p, hello); err != nil || string(hello) != "hello" {
+		t.Fatalf("read %q: %v", hello, err)
+	}
+	p.Write([]byte("abc"))
+	p.Close()
+	if err := p.Wait(t, 2*time.Second); err != nil {
+		t.Fatalf("Wait: %v", err)
+	}
+	if evs := p.Session.EventsOf("read"); len(evs) != 1 || string(evs[0].Data) != "abc" || len(p.Session.EventsOf("write")) != 0 {
+		t.Fatalf("events %+v", p.Session.Events())
+	}
+	if !HasOp("read", nil)(p.Session.Events()) || HasOp("read", func(e protocols.Event) bool { return len(e.Data) == 0 })(p.Session.Events()) {
+		t.Fatal("HasOp")
+	}
+}
+
+// replier answers each datagram n times and keeps it as a file.
+type replier struct{ n int }
+
+func (r replier) ServeDatagram(_ context.Context, s protocols.Session, req []byte, reply func([]byte) error) error {
+	s.KeepFile(protocols.File{Name: "req", Data: req})
+	for range r.n {
+		reply(append([]byte("re:"), req...))
+	}
+	return nil
+}
+
+func TestReply(t *testing.T) {
+	s := NewSession(t, netip.MustParseAddrPort("127.0.0.1:69"), netip.MustParseAddrPort("127.0.0.1:40000"))
+	if got := Reply(t, replier{1}, s, []byte("x")); string(got) != "re:x" {
+		t.Fatalf("Reply = %q", got)
+	}
+	if got := Reply(t, replier{0}, s, []byte("y")); got != nil {
+		t.Fatalf("Reply without an answer = %q", got)
+	}
+	srv := ServeUDP(t, "", replier{1})
+	c, err := net.Dial("udp", srv.Addr.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Write([]byte("z"))
+	c.SetReadDeadline(time.Now().Add(2 * time.Second))
+	if _, err := c.Read(make([]byte, 16)); err != nil {
+		t.Fatal(err)
+	}
+	if f := srv.Files(); len(f) != 1 || string(f[0].Data) != "z" {
+		t.Fatalf("Files = %+v", f)
+	}
+}
+
+type refusing struct{ Bad bool }
+
+func TestRefuseConfigs(t *testing.T) {
+	New := func(env protocols.Env, c *refusing) (greeter, error) {
+		if env.Identity == nil || c.Bad {
+			return greeter{}, protocols.ErrConfig
+		}
+		return greeter{}, nil
+	}
+	RefuseConfigs(t, func() *refusing { return &refusing{} }, New, Identity, BadConfigs[refusing]{
+		{"bad", func(c *refusing) { c.Bad = true }},
+	})
 }
