@@ -980,10 +980,7 @@ func TestConfig(t *testing.T) {
 	if err := NewConfig().Validate(); err != nil {
 		t.Fatalf("default config: %v", err)
 	}
-	protocoltest.RefuseConfigs(t, NewConfig, New, testIdentity, []struct {
-		Name string
-		Mod  func(*Config)
-	}{
+	protocoltest.RefuseConfigs(t, NewConfig, New, testIdentity, protocoltest.BadConfigs[Config]{
 		{"empty banner", func(c *Config) { c.Banner = "" }},
 		{"banner with CR", func(c *Config) { c.Banner = "a\rb" }},
 		{"system with LF", func(c *Config) { c.System = "a\nb" }},

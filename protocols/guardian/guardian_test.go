@@ -575,10 +575,7 @@ func TestConfig(t *testing.T) {
 	if err := NewConfig().Validate(); err != nil {
 		t.Fatalf("default config: %v", err)
 	}
-	cases := []struct {
-		Name string
-		Mod  func(*Config)
-	}{
+	cases := protocoltest.BadConfigs[Config]{
 		{"too many header lines", func(c *Config) { c.StationHeader = []string{"a", "b", "c", "d", "e"} }},
 		{"control character in header", func(c *Config) { c.StationHeader = []string{"a\x01"} }},
 		{"unknown zone", func(c *Config) { c.TimeZone = "Mars/Olympus" }},

@@ -826,10 +826,7 @@ func TestConfig(t *testing.T) {
 	if err := NewConfig().Validate(); err != nil {
 		t.Fatalf("default config: %v", err)
 	}
-	protocoltest.RefuseConfigs(t, NewConfig, New, testIdentity, []struct {
-		Name string
-		Mod  func(*Config)
-	}{
+	protocoltest.RefuseConfigs(t, NewConfig, New, testIdentity, protocoltest.BadConfigs[Config]{
 		{"no users", func(c *Config) { c.Users = nil }},
 		{"long name", func(c *Config) { c.Users[0].Name = strings.Repeat("u", 17) }},
 		{"long password", func(c *Config) { c.Users[0].Password = strings.Repeat("p", 21) }},

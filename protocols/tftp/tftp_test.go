@@ -561,10 +561,7 @@ func TestConfig(t *testing.T) {
 	if err := NewConfig().Validate(); err != nil {
 		t.Fatalf("default config: %v", err)
 	}
-	protocoltest.RefuseConfigs(t, NewConfig, New, testIdentity, []struct {
-		Name string
-		Mod  func(*Config)
-	}{
+	protocoltest.RefuseConfigs(t, NewConfig, New, testIdentity, protocoltest.BadConfigs[Config]{
 		{"block size", func(c *Config) { c.MaxBlockSize = 4 }},
 		{"timeout", func(c *Config) { c.Timeout = 0 }},
 		{"transfers", func(c *Config) { c.MaxTransfers = 0 }},
