@@ -391,7 +391,7 @@ func (h *Handler) ServeStream(ctx context.Context, s protocols.Session, conn net
 
 	var (
 		rd       = protocols.NewStreamReader(readBufferLen, h.cfg.MaxBytes, h.cfg.IdleTimeout)
-		out      = make([]byte, 0, flushLen)
+		out      = make([]byte, 0, outInitLen)
 		requests int
 	)
 	for {
@@ -441,11 +441,14 @@ func (h *Handler) ServeStream(ctx context.Context, s protocols.Session, conn net
 	}
 }
 
-// Buffer sizes of a session: what one read may fill, and how many response bytes
-// are collected before they are written.
+// Buffer sizes of a session: what one read may fill (a few maximal ADUs of 260
+// bytes), how many response bytes are collected before they are written, and the
+// response buffer's first size. Idle sessions are the common case on a honeypot, so
+// what each holds is kept small (see docs/BENCHMARKS.md, memory per idle session).
 const (
-	readBufferLen = 4096
+	readBufferLen = 1024
 	flushLen      = 4096
+	outInitLen    = 512
 )
 
 // quiet maps a write error that only means the peer is gone to nil.
