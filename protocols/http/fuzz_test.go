@@ -10,6 +10,7 @@ import (
 	nethttp "net/http"
 	"net/netip"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -171,17 +172,22 @@ func (c *memConn) SetReadDeadline(time.Time) error  { return nil }
 func (c *memConn) SetWriteDeadline(time.Time) error { return nil }
 
 // FuzzServe runs the handler over arbitrary input. Every answer must parse as an HTTP
-// response, there is exactly one answered event per response and its code is the
-// response's status, and no attacker markup comes back unescaped.
+// response with only the headers the site writes (a Host copied into a header or
+// location never adds one), there is exactly one answered event per response and its
+// code is the response's status, and no attacker markup comes back unescaped.
 func FuzzServe(f *testing.F) {
 	f.Add([]byte("GET / HTTP/1.1\r\nHost: plc\r\n\r\nHEAD /Default.mwsl HTTP/1.1\r\nHost: plc\r\n\r\n"))
 	f.Add([]byte("GET /<script>alert(1)</script> HTTP/1.0\r\n\r\n"))
+	f.Add([]byte("GET /moved HTTP/1.1\r\nHost: a b\r\n\r\nGET /moved HTTP/1.1\r\nHost: [::1]:8080\r\n\r\nGET http://x%0d%0aY:1/moved HTTP/1.0\r\n\r\n"))
 	env := protocoltest.Env(f, testIdentity())
 	env.Boot = time.Date(2026, 3, 1, 6, 0, 0, 0, time.UTC)
 	env.Now = func() time.Time { return time.Date(2026, 3, 9, 8, 15, 0, 0, time.UTC) }
 	cfg := NewConfig()
 	cfg.MaxBodyBytes = 2048
 	cfg.MaxRequests = 20
+	cfg.Headers = []string{"X-Host: {{.Host}}"}
+	cfg.Pages = append(cfg.Pages, Page{Path: "/moved", Content: Content{Status: 301, Location: "http://{{.Host}}/",
+		BodyTemplate: "text", Body: "{{.Location}}"}})
 	h, err := New(env, cfg)
 	if err != nil {
 		f.Fatal(err)
@@ -217,6 +223,14 @@ func FuzzServe(f *testing.F) {
 			}
 			if resp.Header.Get("Date") != "Mon, 09 Mar 2026 08:15:00 GMT" {
 				t.Fatalf("response %d: Date %q", i, resp.Header.Get("Date"))
+			}
+			for k, v := range resp.Header {
+				if !slices.Contains([]string{"Content-Type", "Content-Length", "Connection", "Allow", "Location", "Date", "X-Host"}, k) || len(v) != 1 {
+					t.Fatalf("response %d: header %s %q", i, k, v)
+				}
+			}
+			if host := resp.Header.Get("X-Host"); host != "127.0.0.1" && !validHost(host) {
+				t.Fatalf("response %d: X-Host %q", i, host)
 			}
 		}
 		// A "100 Continue" may end the output when the body never came.

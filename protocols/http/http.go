@@ -10,17 +10,21 @@ package http
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"html/template"
 	"io"
+	"math"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"slices"
 	"strconv"
 	"strings"
+	ttemplate "text/template"
 	"time"
 
 	"github.com/pcapot/pcapot/protocols"
@@ -45,11 +49,41 @@ type Config struct {
 	Server string `yaml:"server"`
 	// Date sends a Date header with the current time on every response.
 	Date bool `yaml:"date"`
+	// DateFormat is the layout of the Date value, in UTC: "imf-fixdate" (the default,
+	// RFC 9110 "Sun, 06 Nov 1994 08:49:37 GMT"), "rfc850", "asctime", or a Go time
+	// layout of the reference time ("Mon Jan 02 15:04:05 2006").
+	DateFormat string `yaml:"date_format"`
+	// DateUpper upper-cases the formatted date, as Schneider-WEB writes
+	// "THU JAN 01 00:00:00 1970".
+	DateUpper bool `yaml:"date_upper"`
+	// Version is the protocol version of the status line: "1.0", "1.1", or empty for
+	// the request's own (the S7-1200 answers HTTP/1.0 to HTTP/1.0). A response sent
+	// as HTTP/1.0 to an HTTP/1.1 request closes the connection.
+	Version string `yaml:"version"`
+	// ConnectionHeader is when "Connection: close" is written on a response after
+	// which the server closes: "always" (the default, as the S7-1200 does) or
+	// "when_needed", only when the client would otherwise expect the connection to
+	// stay open (an HTTP/1.1 response to an HTTP/1.1 request), as GoAhead and Jetty
+	// do. "Connection: keep-alive" answers an HTTP/1.0 keep-alive request either way.
+	ConnectionHeader string `yaml:"connection_header"`
+	// HeaderOrder is the order of the response's header fields by name
+	// (case-insensitive): listed fields come first in this order, the others after
+	// them in the default order. The spelling listed is used for the fields the
+	// server writes (Content-Length, Content-Type from content_type, Connection,
+	// Allow, Location, Date, Server), e.g. "Content-length" as GoAhead writes it.
+	HeaderOrder []string `yaml:"header_order"`
 	// Options is how OPTIONS on a known path is answered: "allow" (200 with Allow) or
 	// "not_allowed" (405 with Allow, as Siemens S7 web servers do).
 	Options string `yaml:"options"`
-	// Headers are extra header lines sent verbatim on every response, e.g.
-	// "X-Frame-Options: SAMEORIGIN".
+	// ServerMethods are the methods the server implements (default: those of RFC
+	// 9110 and RFC 5789); a request with any other method gets UnknownMethodStatus
+	// before its path is looked at. GoAhead-based servers know GET, HEAD and POST
+	// and answer everything else 400.
+	ServerMethods       []string `yaml:"server_methods"`
+	UnknownMethodStatus int      `yaml:"unknown_method_status"`
+	// Headers are extra header lines sent on every response, e.g.
+	// "X-Frame-Options: SAMEORIGIN". The name and spacing are sent verbatim; the
+	// value is a text/template executed with a Head.
 	Headers []string `yaml:"headers"`
 
 	// IdleTimeout bounds the wait for the first byte of a request.
@@ -82,7 +116,7 @@ type Config struct {
 }
 
 // Content is one response: status line, content type, extra headers and a body that is an
-// html/template executed with a View.
+// html/template executed with a View (or a text/template executed with a Head).
 type Content struct {
 	// Status is the status code; 0 means 200 for pages and the error's own code for
 	// error pages.
@@ -92,13 +126,29 @@ type Content struct {
 	// ContentType is the Content-Type value; empty omits the header unless Headers
 	// has a Content-Type line.
 	ContentType string `yaml:"content_type"`
-	// Headers are extra header lines sent verbatim in order after Content-Type,
-	// Content-Length, Connection and Allow, e.g. "Location: /Default.mwsl". A
-	// Content-Type line here is sent verbatim in ContentType's place (for a device
+	// Headers are extra header lines sent in order after Content-Type,
+	// Content-Length, Connection, Allow and Location, e.g. "Location: /Default.mwsl".
+	// Names and spacing are sent verbatim, values are text/templates executed with a
+	// Head. A Content-Type line here is sent in ContentType's place (for a device
 	// that writes "Content-Type:text/html").
 	Headers []string `yaml:"headers"`
-	// Body is an html/template executed with a View.
-	Body string `yaml:"body"`
+	// Location is the Location header value, a text/template executed with a Head,
+	// e.g. "http://{{.Host}}/index.htm" for the absolute redirect most embedded
+	// servers send. The body sees the result as .Location.
+	Location string `yaml:"location"`
+	// Version overrides Config.Version for this response ("1.0" or "1.1").
+	Version string `yaml:"version"`
+	// HeaderOrder overrides Config.HeaderOrder for this response.
+	HeaderOrder []string `yaml:"header_order"`
+	// ContentLengthAdjust is added to the body's length in Content-Length (-64 to
+	// 64; the result is at least 0): Schneider-WEB counts its generated messages
+	// without the CRLF it appends to them (-2). The whole body is sent.
+	ContentLengthAdjust int `yaml:"content_length_adjust"`
+	// Body is the body template: an html/template executed with a View, or with
+	// BodyTemplate "text" a text/template executed with a Head, which carries no
+	// request text but the validated host (for bytes html/template would escape).
+	Body         string `yaml:"body"`
+	BodyTemplate string `yaml:"body_template"`
 }
 
 // Page is one resource of the web site.
@@ -128,18 +178,38 @@ type Login struct {
 	Content `yaml:",inline"`
 }
 
-// View is the data that page templates are executed with. Method, Path, Query and
-// Username are attacker text; html/template escapes them for their context.
-type View struct {
+// Head is the data that header values, locations and text bodies are executed with:
+// the identity, the clock, the response status and where the request was sent. It
+// holds no attacker text except a Host that is a valid host[:port].
+type Head struct {
 	Identity protocols.Identity
 	// Now is the current time, Boot the device's boot time, Uptime the difference.
 	Now, Boot time.Time
 	Uptime    time.Duration
-	// Method, Path (as sent, percent-encoded) and Query (without '?') of the request.
-	Method, Path, Query string
 	// Status and Reason of the response (for error pages).
 	Status int
 	Reason string
+	// Host is the authority the request was sent to (its Host field or absolute-form
+	// target) when that is a valid host[:port] (letters, digits, '.', '-', '_', '~',
+	// a bracketed IPv6 address, a port); otherwise the sensor's local address, with
+	// ":port" unless the port is 80, ready for "http://{{.Host}}/...".
+	Host string
+	// HostMissing is true when the request named no host at all (HTTP/1.0 without
+	// Host, or a request that could not be parsed).
+	HostMissing bool
+	// LocalAddr and LocalPort are the sensor's address of the connection.
+	LocalAddr string
+	LocalPort int
+	// Location is the response's rendered location ("" without one): for bodies.
+	Location string
+}
+
+// View is the data that page templates are executed with. Method, Path, Query and
+// Username are attacker text; html/template escapes them for their context.
+type View struct {
+	Head
+	// Method, Path (as sent, percent-encoded) and Query (without '?') of the request.
+	Method, Path, Query string
 	// Username is the submitted user name and LoginFailed is true in a login answer.
 	Username    string
 	LoginFailed bool
@@ -151,8 +221,22 @@ const (
 	OptionsNotAllowed = "not_allowed"
 )
 
-// standardMethods are the methods of RFC 9110 and RFC 5789; any other method token is
-// answered with 501.
+// Connection header modes.
+const (
+	ConnectionAlways     = "always"
+	ConnectionWhenNeeded = "when_needed"
+)
+
+// Date formats by name; any other DateFormat is a Go time layout.
+var dateFormats = map[string]string{
+	"":            "Mon, 02 Jan 2006 15:04:05 GMT",
+	"imf-fixdate": "Mon, 02 Jan 2006 15:04:05 GMT",
+	"rfc850":      "Monday, 02-Jan-06 15:04:05 GMT",
+	"asctime":     "Mon Jan _2 15:04:05 2006",
+}
+
+// standardMethods are the methods of RFC 9110 and RFC 5789, the default
+// server_methods; any other method token gets unknown_method_status (501).
 var standardMethods = []string{"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"}
 
 // NewConfig returns the defaults: a SIMATIC S7-1200 class web server. "/" redirects to
@@ -162,18 +246,23 @@ var standardMethods = []string{"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT"
 // Siemens embedded server's "<path> / <code> : <REASON>" layout.
 func NewConfig() *Config {
 	return &Config{
-		Date:           true,
-		Options:        OptionsNotAllowed,
-		IdleTimeout:    30 * time.Second,
-		HeaderTimeout:  10 * time.Second,
-		BodyTimeout:    30 * time.Second,
-		WriteTimeout:   10 * time.Second,
-		MaxHeaderBytes: 8192,
-		MaxURIBytes:    2048,
-		MaxHeaders:     64,
-		MaxBodyBytes:   64 << 10,
-		MaxRequests:    100,
-		EventDataBytes: 4096,
+		Date:             true,
+		DateFormat:       "imf-fixdate",
+		ConnectionHeader: ConnectionAlways,
+		Options:          OptionsNotAllowed,
+		ServerMethods:    slices.Clone(standardMethods),
+		// RFC 9110 §15.6.2: a method the server does not recognise.
+		UnknownMethodStatus: 501,
+		IdleTimeout:         30 * time.Second,
+		HeaderTimeout:       10 * time.Second,
+		BodyTimeout:         30 * time.Second,
+		WriteTimeout:        10 * time.Second,
+		MaxHeaderBytes:      8192,
+		MaxURIBytes:         2048,
+		MaxHeaders:          64,
+		MaxBodyBytes:        64 << 10,
+		MaxRequests:         100,
+		EventDataBytes:      4096,
 		Pages: []Page{
 			{Path: "/", Content: Content{Status: 302, Reason: "Object Moved",
 				Headers: []string{"Content-Type:text/html", "Location: /Default.mwsl"}}},
@@ -203,17 +292,41 @@ type Handler struct {
 	errs    map[int]*content
 	errAny  *content
 	allowed string // every method of the site, for OPTIONS * and CONNECT
-	extra   []string
+	extra   []headerLine
+	date    string // Date layout
+	order   *headerOrder
 }
 
 var _ protocols.StreamHandler = (*Handler)(nil)
 
 type content struct {
-	status int
-	reason string
-	ctype  string   // the Content-Type line, "" for none
-	lines  []string // the other header lines
-	body   *template.Template
+	status   int
+	reason   string
+	ctype    *headerLine  // the Content-Type line, nil for none
+	lines    []headerLine // the other header lines
+	location *ttemplate.Template
+	version  string       // status line version, "": the server's
+	order    *headerOrder // nil: the server's
+	adjust   int          // added to the body length in Content-Length
+	body     *template.Template
+	text     *ttemplate.Template // body_template text
+}
+
+// headerLine is a header line: its lower-case name (for ordering), what is sent
+// before the value ("Name:" and the spacing as configured; empty: the name as the
+// header order spells it, else canonical, and ": ") and the value: a template, or
+// static when that is nil.
+type headerLine struct {
+	name   string
+	prefix string
+	value  *ttemplate.Template
+	static string
+}
+
+// headerOrder is a configured header order: position and spelling by lower-case name.
+type headerOrder struct {
+	pos   map[string]int
+	spell map[string]string
 }
 
 type page struct {
@@ -270,23 +383,45 @@ func (h *Handler) compile() error {
 		return fmt.Errorf("max_requests %d: want at least 1", c.MaxRequests)
 	case c.EventDataBytes < 0:
 		return fmt.Errorf("event_data_bytes %d: want 0 or more", c.EventDataBytes)
+	case c.UnknownMethodStatus < 400 || c.UnknownMethodStatus > 599:
+		return fmt.Errorf("unknown_method_status %d: want 400 to 599", c.UnknownMethodStatus)
+	case !slices.Contains(c.ServerMethods, "GET"):
+		return errors.New("server_methods: GET is missing")
+	case c.Options == OptionsAllow && !slices.Contains(c.ServerMethods, "OPTIONS"):
+		return errors.New("options allow: OPTIONS is not in server_methods")
+	case c.ConnectionHeader != ConnectionAlways && c.ConnectionHeader != ConnectionWhenNeeded:
+		return fmt.Errorf("connection_header %q: want %q or %q", c.ConnectionHeader, ConnectionAlways, ConnectionWhenNeeded)
 	case len(c.Pages) == 0:
 		return errors.New("pages: the site has no pages")
 	}
 	if err := checkValue("server", c.Server); err != nil {
 		return err
 	}
-	var err error
-	var ctype string
-	if ctype, h.extra, err = parseHeaders("headers", c.Headers); err != nil {
+	if err := checkVersion("version", c.Version); err != nil {
 		return err
 	}
-	if ctype != "" {
+	for _, m := range c.ServerMethods {
+		if !slices.Contains(standardMethods, m) {
+			return fmt.Errorf("server_methods: %q: want some of %s", m, strings.Join(standardMethods, ", "))
+		}
+	}
+	var err error
+	if h.date, err = dateLayout(c.DateFormat); err != nil {
+		return err
+	}
+	if h.order, err = compileOrder("header_order", c.HeaderOrder); err != nil {
+		return err
+	}
+	var ctype *headerLine
+	if ctype, h.extra, err = h.parseHeaders("headers", c.Headers); err != nil {
+		return err
+	}
+	if ctype != nil {
 		return errors.New("headers: Content-Type is set per page")
 	}
 	every := map[string]bool{}
 	for i, p := range c.Pages {
-		pg, err := compilePage(p)
+		pg, err := h.compilePage(p)
 		if err != nil {
 			return fmt.Errorf("pages[%d] (%s): %w", i, p.Path, err)
 		}
@@ -320,17 +455,17 @@ func (h *Handler) compile() error {
 		if ct.Status == 0 {
 			ct.Status = code
 		}
-		if h.errs[code], err = compileContent(fmt.Sprintf("error_pages[%d]", code), ct); err != nil {
+		if h.errs[code], err = h.compileContent(fmt.Sprintf("error_pages[%d]", code), ct); err != nil {
 			return err
 		}
 	}
-	if h.errAny, err = compileContent("error_page", c.ErrorPage); err != nil {
+	if h.errAny, err = h.compileContent("error_page", c.ErrorPage); err != nil {
 		return err
 	}
 	return nil
 }
 
-func compilePage(p Page) (*page, error) {
+func (h *Handler) compilePage(p Page) (*page, error) {
 	if !strings.HasPrefix(p.Path, "/") {
 		return nil, errors.New("path must start with /")
 	}
@@ -350,6 +485,8 @@ func compilePage(p Page) (*page, error) {
 		switch {
 		case !slices.Contains(standardMethods, m):
 			return nil, fmt.Errorf("method %q: want one of %s", m, strings.Join(standardMethods, ", "))
+		case !slices.Contains(h.cfg.ServerMethods, m):
+			return nil, fmt.Errorf("method %s is not in server_methods", m)
 		case m == "OPTIONS" || m == "CONNECT" || m == "TRACE":
 			return nil, fmt.Errorf("method %s is answered by the server, not by pages", m)
 		}
@@ -366,7 +503,7 @@ func compilePage(p Page) (*page, error) {
 		ct.Status = 200
 	}
 	var err error
-	if pg.content, err = compileContent("page", ct); err != nil {
+	if pg.content, err = h.compileContent("page", ct); err != nil {
 		return nil, err
 	}
 	if p.Login != nil {
@@ -381,7 +518,7 @@ func compilePage(p Page) (*page, error) {
 		if lc.Status == 0 {
 			lc.Status = 200
 		}
-		if pg.login, err = compileContent("login", lc); err != nil {
+		if pg.login, err = h.compileContent("login", lc); err != nil {
 			return nil, err
 		}
 	}
@@ -391,7 +528,7 @@ func compilePage(p Page) (*page, error) {
 // reservedHeaders are written by the server itself.
 var reservedHeaders = []string{"content-length", "transfer-encoding", "connection", "date", "server", "content-type", "allow"}
 
-func compileContent(name string, c Content) (*content, error) {
+func (h *Handler) compileContent(name string, c Content) (*content, error) {
 	if c.Status != 0 && (c.Status < 200 || c.Status > 599) {
 		return nil, fmt.Errorf("%s: status %d: want 200 to 599", name, c.Status)
 	}
@@ -404,45 +541,144 @@ func compileContent(name string, c Content) (*content, error) {
 	if err := checkValue(name+" content_type", c.ContentType); err != nil {
 		return nil, err
 	}
-	ctype, lines, err := parseHeaders(name+" headers", c.Headers)
+	if err := checkVersion(name+" version", c.Version); err != nil {
+		return nil, err
+	}
+	if c.ContentLengthAdjust < -64 || c.ContentLengthAdjust > 64 {
+		return nil, fmt.Errorf("%s: content_length_adjust %d: want -64 to 64", name, c.ContentLengthAdjust)
+	}
+	ctype, lines, err := h.parseHeaders(name+" headers", c.Headers)
 	if err != nil {
 		return nil, err
 	}
+	ct := &content{status: c.Status, reason: c.Reason, ctype: ctype, lines: lines, version: c.Version, adjust: c.ContentLengthAdjust}
 	switch {
-	case ctype != "" && c.ContentType != "":
+	case ctype != nil && c.ContentType != "":
 		return nil, fmt.Errorf("%s: both content_type and a Content-Type header line", name)
 	case c.ContentType != "":
-		ctype = "Content-Type: " + c.ContentType
+		ct.ctype = &headerLine{name: "content-type", static: c.ContentType}
 	}
-	ct := &content{status: c.Status, reason: c.Reason, ctype: ctype, lines: lines}
-	if c.Body != "" {
-		ct.body, err = template.New(name).Funcs(funcs).Parse(c.Body)
+	if c.HeaderOrder != nil {
+		if ct.order, err = compileOrder(name+" header_order", c.HeaderOrder); err != nil {
+			return nil, err
+		}
+	}
+	if c.Location != "" {
+		if slices.ContainsFunc(lines, func(l headerLine) bool { return l.name == "location" }) {
+			return nil, fmt.Errorf("%s: both location and a Location header line", name)
+		}
+		if ct.location, err = h.headerTemplate(name+" location", c.Location); err != nil {
+			return nil, err
+		}
+	}
+	if c.Body == "" {
+		return ct, nil
+	}
+	switch c.BodyTemplate {
+	case "", "html":
+		ct.body, err = template.New(name).Funcs(template.FuncMap(funcs)).Parse(c.Body)
 		if err != nil {
 			return nil, fmt.Errorf("%s body: %w", name, err)
 		}
+	case "text":
+		ct.text, err = ttemplate.New(name).Funcs(funcs).Option("missingkey=error").Parse(c.Body)
+		if err == nil {
+			err = ct.text.Execute(io.Discard, h.sampleHead())
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s body: %w", name, err)
+		}
+	default:
+		return nil, fmt.Errorf("%s: body_template %q: want html or text", name, c.BodyTemplate)
 	}
 	return ct, nil
 }
 
-// parseHeaders checks header lines and keeps them verbatim; a Content-Type line is
+// headerTemplate compiles a header value template and executes it once with the
+// identity, so that a misspelt field is a configuration error and not a failing page.
+func (h *Handler) headerTemplate(name, v string) (*ttemplate.Template, error) {
+	t, err := ttemplate.New(name).Funcs(funcs).Option("missingkey=error").Parse(v)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	var b strings.Builder
+	if err := t.Execute(&b, h.sampleHead()); err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	if err := checkValue(name, b.String()); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// sampleHead is a Head for checking templates when the site is compiled.
+func (h *Handler) sampleHead() Head {
+	now := h.now()
+	return Head{Identity: h.id, Now: now, Boot: h.boot, Uptime: now.Sub(h.boot), Status: 200, Reason: "OK",
+		Host: "192.0.2.1", LocalAddr: "192.0.2.1", LocalPort: 80, Location: "http://192.0.2.1/"}
+}
+
+// checkVersion checks a configured protocol version.
+func checkVersion(name, v string) error {
+	if v != "" && v != "1.0" && v != "1.1" {
+		return fmt.Errorf("%s %q: want 1.0 or 1.1", name, v)
+	}
+	return nil
+}
+
+// dateLayout returns the Go layout of a date_format.
+func dateLayout(f string) (string, error) {
+	if l, ok := dateFormats[f]; ok {
+		return l, nil
+	}
+	// A layout without an element of the reference time formats every time alike.
+	other := time.Date(2001, 2, 3, 4, 5, 6, 0, time.UTC)
+	if err := checkValue("date_format", f); err != nil || other.Format(f) == f || len(f) > 64 {
+		return "", fmt.Errorf("date_format %q: want imf-fixdate, rfc850, asctime or a Go time layout", f)
+	}
+	return f, nil
+}
+
+// compileOrder checks a header_order list.
+func compileOrder(name string, names []string) (*headerOrder, error) {
+	o := &headerOrder{pos: map[string]int{}, spell: map[string]string{}}
+	for i, n := range names {
+		if !isToken(n) {
+			return nil, fmt.Errorf("%s: %q is not a header name", name, n)
+		}
+		l := strings.ToLower(n)
+		if _, dup := o.pos[l]; dup {
+			return nil, fmt.Errorf("%s: %s twice", name, n)
+		}
+		o.pos[l], o.spell[l] = i, n
+	}
+	return o, nil
+}
+
+// parseHeaders checks header lines and compiles their values; a Content-Type line is
 // returned apart.
-func parseHeaders(name string, lines []string) (ctype string, out []string, err error) {
+func (h *Handler) parseHeaders(name string, lines []string) (ctype *headerLine, out []headerLine, err error) {
 	for _, l := range lines {
 		l = strings.Trim(l, " \t")
 		n, v, ok := strings.Cut(l, ":")
 		if !ok || !isToken(n) {
-			return "", nil, fmt.Errorf("%s: %q is not a \"Name: value\" line", name, l)
+			return nil, nil, fmt.Errorf("%s: %q is not a \"Name: value\" line", name, l)
 		}
 		if err := checkValue(name, v); err != nil {
-			return "", nil, err
+			return nil, nil, err
 		}
-		switch lower := strings.ToLower(n); {
-		case lower == "content-type" && ctype == "":
-			ctype = l
-		case slices.Contains(reservedHeaders, lower):
-			return "", nil, fmt.Errorf("%s: %s is set by the server", name, n)
+		value := strings.TrimLeft(v, " \t")
+		hl := headerLine{name: strings.ToLower(n), prefix: l[:len(l)-len(value)]}
+		if hl.value, err = h.headerTemplate(name+" "+n, value); err != nil {
+			return nil, nil, err
+		}
+		switch {
+		case hl.name == "content-type" && ctype == nil:
+			ctype = &hl
+		case slices.Contains(reservedHeaders, hl.name):
+			return nil, nil, fmt.Errorf("%s: %s is set by the server", name, n)
 		default:
-			out = append(out, l)
+			out = append(out, hl)
 		}
 	}
 	return ctype, out, nil
@@ -469,7 +705,8 @@ func urlValuesEqual(a, b url.Values) bool {
 	return true
 }
 
-var funcs = template.FuncMap{
+// funcs are the functions of every template: pages, header values and text bodies.
+var funcs = ttemplate.FuncMap{
 	// dhms formats a duration as "3d 04:05:06".
 	"dhms": func(d time.Duration) string {
 		if d < 0 {
@@ -479,6 +716,14 @@ var funcs = template.FuncMap{
 		return fmt.Sprintf("%dd %02d:%02d:%02d", s/86400, s/3600%24, s/60%60, s%60)
 	},
 	"upper": strings.ToUpper,
+	"lower": strings.ToLower,
+	// repeat repeats s n times (at most 1024 bytes).
+	"repeat": func(s string, n int) (string, error) {
+		if n < 0 || len(s)*n > 1024 {
+			return "", fmt.Errorf("repeat: %d times %d bytes", n, len(s))
+		}
+		return strings.Repeat(s, n), nil
+	},
 }
 
 // ServeStream serves requests on conn until the peer closes it, a limit or timeout ends
@@ -578,7 +823,8 @@ func (c *conn) serveOne(last bool) (keep bool, err error) {
 	x.body = bytes.Clone(body)
 	c.consume(total)
 	r := c.route(&x)
-	r.close = r.close || !req.KeepAlive || last
+	// An HTTP/1.0 answer to an HTTP/1.1 request ends the connection for the client.
+	r.close = r.close || !req.KeepAlive || last || (req.Minor == 1 && c.minor(req, r.content) == 0)
 	return !r.close, c.finish(&x, r)
 }
 
@@ -757,8 +1003,8 @@ func (c *conn) writeDeadline() error {
 // route picks the answer to a complete request.
 func (c *conn) route(x *exchange) reply {
 	req, h := x.req, c.h
-	if !slices.Contains(standardMethods, req.Method) {
-		return c.errorReply(req, 501, false)
+	if !slices.Contains(h.cfg.ServerMethods, req.Method) {
+		return c.errorReply(req, h.cfg.UnknownMethodStatus, false)
 	}
 	switch req.Form {
 	case AsteriskForm:
@@ -835,11 +1081,70 @@ func (c *conn) errorReply(req *Request, status int, closeConn bool) reply {
 
 func (c *conn) view(req *Request, status int) View {
 	now := c.h.now()
-	v := View{Identity: c.h.id, Now: now, Boot: c.h.boot, Uptime: now.Sub(c.h.boot), Status: status, Reason: StatusText(status)}
+	v := View{Head: Head{Identity: c.h.id, Now: now, Boot: c.h.boot, Uptime: now.Sub(c.h.boot), Status: status, Reason: StatusText(status)}}
+	local := c.s.Local()
+	v.LocalAddr, v.LocalPort = local.Addr().Unmap().String(), int(local.Port())
+	v.Host, v.HostMissing = localAuthority(local), true
 	if req != nil {
 		v.Method, v.Path, v.Query = req.Method, req.Path, req.Query
+		v.HostMissing = req.Form != AbsoluteForm && !slices.ContainsFunc(req.Fields, func(f Field) bool { return strings.EqualFold(f.Name, "Host") })
+		if validHost(req.Host) {
+			v.Host = req.Host
+		}
 	}
 	return v
+}
+
+// localAuthority is the host[:port] of a local address, for URLs.
+func localAuthority(a netip.AddrPort) string {
+	host := a.Addr().Unmap().WithZone("").String()
+	if a.Addr().Unmap().Is6() {
+		host = "[" + host + "]"
+	}
+	if a.Port() != 80 {
+		host += ":" + strconv.Itoa(int(a.Port()))
+	}
+	return host
+}
+
+// validHost reports whether s is host[:port] with a host of letters, digits and
+// "-._~" (a name or an IPv4 address) or a bracketed IPv6 address: what may be copied
+// into a header or a URL as it is.
+func validHost(s string) bool {
+	host, port := s, ""
+	if strings.HasPrefix(s, "[") {
+		end := strings.IndexByte(s, ']')
+		if end < 0 {
+			return false
+		}
+		a, err := netip.ParseAddr(s[1:end])
+		if err != nil || !a.Is6() || a.Zone() != "" {
+			return false
+		}
+		host, port = "", s[end+1:]
+		if port != "" && port[0] != ':' {
+			return false
+		}
+		port = strings.TrimPrefix(port, ":")
+	} else if i := strings.LastIndexByte(s, ':'); i >= 0 {
+		host, port = s[:i], s[i+1:]
+	}
+	if len(s) > 255 || (host == "" && !strings.HasPrefix(s, "[")) {
+		return false
+	}
+	for i := 0; i < len(host); i++ {
+		c := host[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || isDigit(c) || c == '-' || c == '.' || c == '_' || c == '~') {
+			return false
+		}
+	}
+	if strings.Contains(s, ":") && !strings.HasSuffix(s, "]") {
+		n, err := strconv.Atoi(port)
+		if err != nil || n < 0 || n > 65535 || len(port) > 5 || strings.ContainsAny(port, "+-") {
+			return false
+		}
+	}
+	return true
 }
 
 // finish renders and writes r, then records the event.
@@ -849,67 +1154,159 @@ func (c *conn) finish(x *exchange, r reply) error {
 	return err
 }
 
-const dateFormat = "Mon, 02 Jan 2006 15:04:05 GMT"
+// minor is the minor version of the status line of content answering req.
+func (c *conn) minor(req *Request, ct *content) int {
+	switch cmp.Or(ct.version, c.h.cfg.Version) {
+	case "1.0":
+		return 0
+	case "1.1":
+		return 1
+	}
+	if req != nil {
+		return req.Minor
+	}
+	return 1
+}
 
 func (c *conn) write(req *Request, r reply) error {
-	h := c.h
 	reason := r.content.reason
 	if reason == "" || r.status != r.content.status {
 		reason = StatusText(r.status)
 	}
-	var body []byte
-	if r.content.body != nil {
-		var b bytes.Buffer
-		r.view.Reason = reason
-		if err := r.content.body.Execute(&b, r.view); err != nil {
-			// The persona's template is broken: say so in the log (the error names the
-			// template, not the request) and answer like a failing embedded server.
-			c.s.Logger().Warn("http: page template failed", "status", r.status, "err", err)
-			r = reply{content: &content{}, status: 500, close: true}
-			reason = StatusText(500)
-		} else {
-			body = b.Bytes()
-		}
-	}
-	minor := 1
-	if req != nil {
-		minor = req.Minor
-	}
-	// Header order of the S7-1200's answers: Content-Type, Content-Length, Connection,
-	// then the page's own lines (Location...).
-	lines := make([]string, 0, 8+len(r.content.lines)+len(h.extra))
-	if r.content.ctype != "" {
-		lines = append(lines, r.content.ctype)
-	}
-	if r.status != 204 && r.status != 304 {
-		lines = append(lines, "Content-Length: "+strconv.Itoa(len(body)))
-	}
-	switch {
-	case r.close:
-		lines = append(lines, "Connection: close")
-	case minor == 0:
-		lines = append(lines, "Connection: keep-alive")
-	}
-	if r.allow != "" {
-		lines = append(lines, "Allow: "+r.allow)
-	}
-	lines = append(lines, r.content.lines...)
-	lines = append(lines, h.extra...)
-	if h.cfg.Date {
-		lines = append(lines, "Date: "+h.now().UTC().Format(dateFormat))
-	}
-	if h.cfg.Server != "" {
-		lines = append(lines, "Server: "+h.cfg.Server)
+	r.view.Reason = reason
+	body, lines, err := c.render(req, r)
+	if err != nil {
+		// The persona's template is broken: say so in the log (the error names the
+		// template, not the request) and answer like a failing embedded server.
+		c.s.Logger().Warn("http: page template failed", "status", r.status, "err", err)
+		r = reply{content: &content{}, status: 500, close: true, view: r.view}
+		reason = StatusText(500)
+		body, lines, _ = c.render(req, r)
 	}
 	if req != nil && req.Method == "HEAD" {
 		body = nil
 	}
-	c.out = AppendResponse(c.out[:0], &Response{Minor: minor, Status: r.status, Reason: reason, Header: lines, Body: body})
+	c.out = AppendResponse(c.out[:0], &Response{Minor: c.minor(req, r.content), Status: r.status, Reason: reason, Header: lines, Body: body})
 	if err := c.writeDeadline(); err != nil {
 		return err
 	}
-	_, err := c.nc.Write(c.out)
+	_, err = c.nc.Write(c.out)
 	return err
+}
+
+// render executes r's templates and returns the body and the header lines in order.
+func (c *conn) render(req *Request, r reply) ([]byte, []string, error) {
+	h, ct := c.h, r.content
+	head := &r.view.Head
+	if ct.location != nil {
+		var b strings.Builder
+		if err := ct.location.Execute(&b, head); err != nil {
+			return nil, nil, err
+		}
+		head.Location = b.String()
+	}
+	var body []byte
+	if ct.body != nil || ct.text != nil {
+		var b bytes.Buffer
+		var err error
+		if ct.text != nil {
+			err = ct.text.Execute(&b, *head)
+		} else {
+			err = ct.body.Execute(&b, r.view)
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		body = b.Bytes()
+	}
+	// Default order, the S7-1200's: Content-Type, Content-Length, Connection, Allow,
+	// Location, the page's own lines, the global lines, Date, Server.
+	all := make([]headerLine, 0, 8+len(ct.lines)+len(h.extra))
+	add := func(name, value string) { all = append(all, headerLine{name: name, static: value}) }
+	if ct.ctype != nil {
+		all = append(all, *ct.ctype)
+	}
+	if r.status != 204 && r.status != 304 {
+		add("content-length", strconv.Itoa(max(0, len(body)+ct.adjust)))
+	}
+	reqMinor := 1
+	if req != nil {
+		reqMinor = req.Minor
+	}
+	switch minor := c.minor(req, ct); {
+	case r.close && (h.cfg.ConnectionHeader == ConnectionAlways || minor == 1 && reqMinor == 1):
+		add("connection", "close")
+	case !r.close && reqMinor == 0:
+		add("connection", "keep-alive")
+	}
+	if r.allow != "" {
+		add("allow", r.allow)
+	}
+	if head.Location != "" {
+		add("location", head.Location)
+	}
+	all = append(all, ct.lines...)
+	all = append(all, h.extra...)
+	if h.cfg.Date {
+		d := h.now().UTC().Format(h.date)
+		if h.cfg.DateUpper {
+			d = strings.ToUpper(d)
+		}
+		add("date", d)
+	}
+	if h.cfg.Server != "" {
+		add("server", h.cfg.Server)
+	}
+	order := cmp.Or(ct.order, h.order)
+	if order != nil {
+		slices.SortStableFunc(all, func(a, b headerLine) int { return cmp.Compare(order.rank(a.name), order.rank(b.name)) })
+	}
+	lines := make([]string, len(all))
+	for i, l := range all {
+		v := l.static
+		if l.value != nil {
+			var b strings.Builder
+			if err := l.value.Execute(&b, head); err != nil {
+				return nil, nil, err
+			}
+			v = b.String()
+		}
+		// Persona strings reach header values through templates: never a line break.
+		if err := checkValue(l.name, v); err != nil {
+			return nil, nil, err
+		}
+		prefix := l.prefix
+		if prefix == "" {
+			prefix = order.spelling(l.name) + ": "
+		}
+		lines[i] = prefix + v
+	}
+	return body, lines, nil
+}
+
+// rank is the position of a header name in the order; unlisted names come after.
+func (o *headerOrder) rank(name string) int {
+	if p, ok := o.pos[name]; ok {
+		return p
+	}
+	return math.MaxInt
+}
+
+// spelling is how a header the server writes is spelt: as the order lists it, else
+// canonically ("Content-Length").
+func (o *headerOrder) spelling(name string) string {
+	if o != nil {
+		if s, ok := o.spell[name]; ok {
+			return s
+		}
+	}
+	return canonicalHeader[name]
+}
+
+// canonicalHeader spells the headers the server writes.
+var canonicalHeader = map[string]string{
+	"content-type": "Content-Type", "content-length": "Content-Length", "connection": "Connection",
+	"allow": "Allow", "location": "Location", "date": "Date", "server": "Server",
 }
 
 // emit records one request as an event.

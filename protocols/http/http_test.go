@@ -9,8 +9,12 @@ import (
 	"io"
 	"net"
 	nethttp "net/http"
+	"net/netip"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -625,6 +629,29 @@ func TestConfigErrors(t *testing.T) {
 		{"status", func(c *Config) { c.Pages[1].Status = 99 }, "status 99"},
 		{"error page status", func(c *Config) { c.ErrorPages = map[int]Content{200: {}} }, "not an error"},
 		{"query", func(c *Config) { c.Pages[3].Query = "a=1&b=2" }, "one key=value"},
+		{"version", func(c *Config) { c.Version = "2.0" }, `version "2.0"`},
+		{"page version", func(c *Config) { c.Pages[1].Version = "0.9" }, `version "0.9"`},
+		{"connection header", func(c *Config) { c.ConnectionHeader = "sometimes" }, `connection_header "sometimes"`},
+		{"date format without a date", func(c *Config) { c.DateFormat = "soon" }, `date_format "soon"`},
+		{"date format line break", func(c *Config) { c.DateFormat = "Mon\r\n2006" }, "date_format"},
+		{"header order name", func(c *Config) { c.HeaderOrder = []string{"Content Length"} }, "not a header name"},
+		{"header order twice", func(c *Config) { c.HeaderOrder = []string{"Date", "Server", "date"} }, "date twice"},
+		{"page header order", func(c *Config) { c.Pages[1].HeaderOrder = []string{""} }, "page header_order"},
+		{"header template field", func(c *Config) { c.Headers = []string{"X-A: {{.Nope}}"} }, "can't evaluate field Nope"},
+		{"header template syntax", func(c *Config) { c.Headers = []string{"X-A: {{if}}"} }, "headers X-A"},
+		{"header template line break", func(c *Config) { c.Headers = []string{`X-A: {{"a\r\nSet-Cookie: b"}}`} }, "control byte"},
+		{"header template has no request text", func(c *Config) { c.Pages[1].Headers = []string{"X-Path: {{.Path}}"} }, "can't evaluate field Path"},
+		{"repeat limit", func(c *Config) { c.Headers = []string{`X-A: {{repeat "ab" 600}}`} }, "repeat: 600 times"},
+		{"location and Location line", func(c *Config) { c.Pages[0].Location = "/x" }, "both location and a Location header line"},
+		{"location has no request text", func(c *Config) { c.Pages[0].Headers = nil; c.Pages[0].Location = "{{.Query}}" }, "can't evaluate field Query"},
+		{"body template kind", func(c *Config) { c.Pages[1].BodyTemplate = "xml" }, `body_template "xml"`},
+		{"text body has no request text", func(c *Config) { c.ErrorPage.BodyTemplate = "text" }, "can't evaluate field Path"},
+		{"content length adjust", func(c *Config) { c.Pages[1].ContentLengthAdjust = 100 }, "content_length_adjust 100"},
+		{"server method", func(c *Config) { c.ServerMethods = []string{"GET", "BREW"} }, `server_methods: "BREW"`},
+		{"server methods without GET", func(c *Config) { c.ServerMethods = []string{"HEAD"} }, "GET is missing"},
+		{"page method the server lacks", func(c *Config) { c.ServerMethods = []string{"GET", "HEAD"} }, "POST is not in server_methods"},
+		{"options allowed but unknown", func(c *Config) { c.Options = OptionsAllow; c.ServerMethods = []string{"GET", "HEAD", "POST"} }, "OPTIONS is not in server_methods"},
+		{"unknown method status", func(c *Config) { c.UnknownMethodStatus = 302 }, "unknown_method_status 302"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -636,6 +663,15 @@ func TestConfigErrors(t *testing.T) {
 			}
 		})
 	}
+	t.Run("identity string with a line break", func(t *testing.T) {
+		env := protocoltest.Env(t, testIdentity())
+		env.Identity.Model = "CPU\r\nSet-Cookie: x=1"
+		cfg := NewConfig()
+		cfg.Headers = []string{"X-Model: {{.Identity.Model}}"}
+		if _, err := New(env, cfg); !errors.Is(err, protocols.ErrConfig) || !strings.Contains(err.Error(), "control byte") {
+			t.Fatalf("err = %v", err)
+		}
+	})
 	t.Run("no identity", func(t *testing.T) {
 		if _, err := New(protocols.Env{}, NewConfig()); !errors.Is(err, protocols.ErrConfig) {
 			t.Fatalf("err = %v", err)
@@ -894,6 +930,14 @@ func TestNmap(t *testing.T) {
 		{"service detection", func(c *Config) { c.Date = false }, []string{"-sT", "-sV", "--version-intensity", "2"}, []string{
 			"Siemens Simatic S7-1200 PLC httpd",
 		}, nil},
+		// The Schneider M340 and Tridium JACE personas' sites: nmap names the product
+		// as it names the real devices.
+		{"service detection, Schneider-WEB", schneiderWEB, []string{"-sT", "-sV", "--version-intensity", "2"}, []string{
+			"http    Schneider-WEB 2.1.4",
+		}, nil},
+		{"service detection, Niagara 4", niagara4, []string{"-sT", "-sV", "--version-intensity", "2"}, []string{
+			"http    Tridium Niagara 4",
+		}, nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -930,5 +974,344 @@ func TestNoConpotTells(t *testing.T) {
 	}
 	if !regexp.MustCompile(`Date: \w{3}, \d\d \w{3} \d{4} \d\d:\d\d:\d\d GMT\r\n`).MatchString(raw) {
 		t.Errorf("no RFC 9110 Date")
+	}
+}
+
+// TestHostTemplates covers header values and locations executed with the request's
+// host: a valid Host is copied, anything else (spaces, markup, CR/LF smuggled through
+// percent-encoding, a bad port) gives way to the sensor's own address, and the
+// template can tell a missing Host apart.
+func TestHostTemplates(t *testing.T) {
+	srv := server(t, func(c *Config) {
+		c.Headers = []string{"X-Device: {{.Identity.Model}} ({{.Identity.Serial}})", "X-Where: {{.LocalAddr}} {{.LocalPort}}"}
+		c.Pages[0] = Page{Path: "/", Content: Content{Status: 302, ContentType: "text/html",
+			Location: `http://{{if .HostMissing}}{{repeat "\xee" 4}}P{{else}}{{.Host}}{{end}}/index.htm`,
+			Body:     `<a href="{{.Location}}">{{.Host}}</a>`}}
+		c.Pages = append(c.Pages, Page{Path: "/raw", Content: Content{Status: 302, Location: "http://{{.Host}}/raw2",
+			BodyTemplate: "text", Body: "moved to {{.Location}} ({{.Identity.Vendor}})"}})
+	}, nil)
+	local := srv.Addr.String() // 127.0.0.1:<port>: not 80, so the port is part of the host
+	tests := []struct {
+		name, req  string
+		status     int
+		location   string // "" = no Location header
+		bodyPrefix string
+	}{
+		{"host copied", "GET / HTTP/1.1\r\nHost: plc.example\r\n\r\n", 302, "http://plc.example/index.htm", `<a href="http://plc.example/index.htm">plc.example</a>`},
+		{"host with port", "GET / HTTP/1.1\r\nHost: 10.1.2.3:8080\r\n\r\n", 302, "http://10.1.2.3:8080/index.htm", ""},
+		{"IPv6 host", "GET / HTTP/1.1\r\nHost: [2001:db8::7]:80\r\n\r\n", 302, "http://[2001:db8::7]:80/index.htm", ""},
+		{"absolute-form target names the host", "GET http://plc.example:81/ HTTP/1.1\r\nHost: other\r\n\r\n", 302, "http://plc.example:81/index.htm", ""},
+		{"host with a space", "GET / HTTP/1.1\r\nHost: evil.example X-Injected: 1\r\n\r\n", 302, "http://" + local + "/index.htm", ""},
+		{"host with markup", "GET / HTTP/1.1\r\nHost: <script>alert(1)</script>\r\n\r\n", 302, "http://" + local + "/index.htm", `<a href="http://` + local + `/index.htm">`},
+		{"host with encoded CRLF", "GET / HTTP/1.1\r\nHost: a%0d%0aSet-Cookie:x\r\n\r\n", 302, "http://" + local + "/index.htm", ""},
+		{"absolute-form with encoded CRLF", "GET http://a%0d%0aSet-Cookie:%20x/ HTTP/1.1\r\nHost: a\r\n\r\n", 302, "http://" + local + "/index.htm", ""},
+		{"host with userinfo", "GET / HTTP/1.1\r\nHost: user@evil.example\r\n\r\n", 302, "http://" + local + "/index.htm", ""},
+		{"host with a path", "GET / HTTP/1.1\r\nHost: evil.example/x\r\n\r\n", 302, "http://" + local + "/index.htm", ""},
+		{"port out of range", "GET / HTTP/1.1\r\nHost: a:65536\r\n\r\n", 302, "http://" + local + "/index.htm", ""},
+		{"empty port", "GET / HTTP/1.1\r\nHost: a:\r\n\r\n", 302, "http://" + local + "/index.htm", ""},
+		{"unclosed IPv6", "GET / HTTP/1.1\r\nHost: [2001:db8::7\r\n\r\n", 302, "http://" + local + "/index.htm", ""},
+		{"empty host", "GET / HTTP/1.1\r\nHost:\r\n\r\n", 302, "http://" + local + "/index.htm", ""},
+		{"no host at all", "GET / HTTP/1.0\r\n\r\n", 302, "http://\xee\xee\xee\xeeP/index.htm", `<a href="http://%ee%ee%ee%eeP/index.htm">` + local + `</a>`},
+		{"text body keeps the bytes", "GET /raw HTTP/1.0\r\n\r\n", 302, "http://" + local + "/raw2", "moved to http://" + local + "/raw2 (Siemens)"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			raw := exchangeRaw(t, srv, tc.req)
+			r := parseResponses(t, raw)[0]
+			if r.StatusCode != tc.status {
+				t.Fatalf("status %d, want %d:\n%q", r.StatusCode, tc.status, raw)
+			}
+			if got := r.Header.Values("Location"); len(got) != 1 || got[0] != tc.location {
+				t.Errorf("Location %q, want %q", got, tc.location)
+			}
+			if got := r.Header.Get("X-Device"); got != "CPU 1214C DC/DC/DC (S C-K7Q112233)" {
+				t.Errorf("X-Device %q", got)
+			}
+			if got, want := r.Header.Get("X-Where"), "127.0.0.1 "+strconv.Itoa(int(srv.Addr.Port())); got != want {
+				t.Errorf("X-Where %q, want %q", got, want)
+			}
+			for k := range r.Header {
+				if !slices.Contains([]string{"Content-Type", "Content-Length", "Connection", "Location", "Date", "X-Device", "X-Where"}, k) {
+					t.Errorf("header %s: %q", k, r.Header[k])
+				}
+			}
+			if b := bodyOf(t, r); !strings.HasPrefix(b, tc.bodyPrefix) {
+				t.Errorf("body %q, want it to start with %q", b, tc.bodyPrefix)
+			}
+			if strings.Contains(raw, "<script") || strings.Contains(strings.ToLower(raw), "set-cookie") {
+				t.Errorf("request text reflected:\n%q", raw)
+			}
+		})
+	}
+}
+
+// TestResponseShape covers the configurable form of a response: Date format, header
+// order and spelling, status line version, Connection header and Content-Length
+// adjustment, byte for byte on a fake clock.
+func TestResponseShape(t *testing.T) {
+	clk := &clock{t: time.Date(2026, 3, 9, 8, 5, 7, 0, time.UTC)}
+	env := protocoltest.Env(t, testIdentity())
+	env.Now = clk.Now
+	page := func(c *Config, ct Content) { c.Pages = []Page{{Path: "/", Content: ct}} }
+	tests := []struct {
+		name string
+		mod  func(*Config)
+		req  string
+		want string
+	}{
+		{"default date is IMF-fixdate", nil, "GET /x HTTP/1.0\r\n\r\n", "" +
+			"HTTP/1.0 404 Not Found\r\nContent-Type: text/html\r\nContent-Length: 112\r\nConnection: close\r\n" +
+			"Date: Mon, 09 Mar 2026 08:05:07 GMT\r\n\r\n"},
+		{"asctime", func(c *Config) { c.DateFormat = "asctime"; page(c, Content{}) }, "GET / HTTP/1.0\r\n\r\n",
+			"HTTP/1.0 200 OK\r\nContent-Length: 0\r\nConnection: close\r\nDate: Mon Mar  9 08:05:07 2026\r\n\r\n"},
+		{"rfc850", func(c *Config) { c.DateFormat = "rfc850"; page(c, Content{}) }, "GET / HTTP/1.0\r\n\r\n",
+			"HTTP/1.0 200 OK\r\nContent-Length: 0\r\nConnection: close\r\nDate: Monday, 09-Mar-26 08:05:07 GMT\r\n\r\n"},
+		{"upper-case ctime layout", func(c *Config) {
+			c.DateFormat, c.DateUpper = "Mon Jan 02 15:04:05 2006", true
+			page(c, Content{})
+		}, "GET / HTTP/1.0\r\n\r\n",
+			"HTTP/1.0 200 OK\r\nContent-Length: 0\r\nConnection: close\r\nDate: MON MAR 09 08:05:07 2026\r\n\r\n"},
+		{"GoAhead redirect", func(c *Config) {
+			c.Server, c.Version, c.ConnectionHeader = "Schneider-WEB/V2.1.4", "1.1", ConnectionWhenNeeded
+			c.DateFormat, c.DateUpper = "Mon Jan 02 15:04:05 2006", true
+			c.HeaderOrder = []string{"Server", "Date", "Pragma", "Cache-Control", "Content-length", "Content-Type", "Location"}
+			page(c, Content{Status: 302, Reason: "Redirect", Version: "1.0", ContentType: "text/html",
+				Headers: []string{"Pragma: no-cache", "Cache-Control: no-cache"}, Location: "http://{{.Host}}/index.htm",
+				ContentLengthAdjust: -2, BodyTemplate: "text", Body: "<a href=\"{{.Location}}\">x</a>\r\n\r\n"})
+		}, "GET / HTTP/1.1\r\nHost: plc\r\n\r\n", "" +
+			"HTTP/1.0 302 Redirect\r\nServer: Schneider-WEB/V2.1.4\r\nDate: MON MAR 09 08:05:07 2026\r\nPragma: no-cache\r\n" +
+			"Cache-Control: no-cache\r\nContent-length: 38\r\nContent-Type: text/html\r\nLocation: http://plc/index.htm\r\n\r\n" +
+			"<a href=\"http://plc/index.htm\">x</a>\r\n\r\n"},
+		{"per-page order and version", func(c *Config) {
+			c.Server, c.Version = "Srv", "1.1"
+			c.HeaderOrder = []string{"Server", "Date"}
+			page(c, Content{ContentType: "text/plain", Version: "1.0", HeaderOrder: []string{"Date", "Server", "Content-length", "Content-type"}, Body: "hi"})
+		}, "GET / HTTP/1.0\r\n\r\n",
+			"HTTP/1.0 200 OK\r\nDate: Mon, 09 Mar 2026 08:05:07 GMT\r\nServer: Srv\r\nContent-length: 2\r\nContent-type: text/plain\r\nConnection: close\r\n\r\nhi"},
+		{"error pages take the global order", func(c *Config) {
+			c.Server, c.Version = "Srv", "1.1"
+			c.HeaderOrder = []string{"Server", "Date"}
+			c.ErrorPages = map[int]Content{404: {ContentType: "text/html", Body: "gone"}}
+		}, "GET /x HTTP/1.0\r\n\r\n",
+			"HTTP/1.1 404 Not Found\r\nServer: Srv\r\nDate: Mon, 09 Mar 2026 08:05:07 GMT\r\nContent-Type: text/html\r\nContent-Length: 4\r\nConnection: close\r\n\r\ngone"},
+		{"Jetty-like redirect to HTTP/1.0", func(c *Config) {
+			c.Date, c.Version, c.ConnectionHeader = false, "1.1", ConnectionWhenNeeded
+			c.HeaderOrder = []string{"Location", "Content-Length"}
+			page(c, Content{Status: 302, Location: "http://{{.Host}}/ord"})
+		}, "GET / HTTP/1.0\r\n\r\n",
+			"HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1/ord\r\nContent-Length: 0\r\n\r\n"},
+		{"close announced to HTTP/1.1 when needed", func(c *Config) {
+			c.Date, c.ConnectionHeader = false, ConnectionWhenNeeded
+			page(c, Content{})
+		}, "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+			"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"},
+		{"keep-alive answered to HTTP/1.0 in HTTP/1.1", func(c *Config) {
+			c.Date, c.Version, c.ConnectionHeader = false, "1.1", ConnectionWhenNeeded
+			page(c, Content{})
+		}, "GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET / HTTP/1.0\r\n\r\n",
+			"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: keep-alive\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"},
+		{"HTTP/1.0 answer to HTTP/1.1 closes", func(c *Config) {
+			c.Date, c.ConnectionHeader = false, ConnectionWhenNeeded
+			page(c, Content{Version: "1.0"})
+		}, "GET / HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n",
+			"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n"},
+		{"GoAhead refuses methods it does not know", func(c *Config) {
+			c.Date, c.Version, c.ConnectionHeader = false, "1.1", ConnectionWhenNeeded
+			c.ServerMethods, c.UnknownMethodStatus = []string{"GET", "HEAD", "POST"}, 400
+			c.ErrorPages = map[int]Content{400: {Reason: "Page not found", ContentType: "text/html", Body: "<p>{{.Reason}}: {{.Method}}</p>"}}
+		}, "OPTIONS / HTTP/1.0\r\n\r\n",
+			"HTTP/1.1 400 Page not found\r\nContent-Type: text/html\r\nContent-Length: 30\r\n\r\n<p>Page not found: OPTIONS</p>"},
+		{"adjusted length of HEAD", func(c *Config) {
+			c.Date = false
+			page(c, Content{ContentType: "text/html", ContentLengthAdjust: -2, Body: "abc\r\n"})
+		}, "HEAD / HTTP/1.0\r\n\r\n",
+			"HTTP/1.0 200 OK\r\nContent-Type: text/html\r\nContent-Length: 3\r\nConnection: close\r\n\r\n"},
+		{"adjusted length never negative", func(c *Config) {
+			c.Date = false
+			page(c, Content{ContentLengthAdjust: -5, Body: "ab"})
+		}, "GET / HTTP/1.0\r\n\r\n",
+			"HTTP/1.0 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\nab"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := NewConfig()
+			if tc.mod != nil {
+				tc.mod(cfg)
+			}
+			h, err := New(env, cfg)
+			if err != nil {
+				t.Fatalf("New: %v", err)
+			}
+			conn := &memConn{in: bytes.NewReader([]byte(tc.req))}
+			sess := protocoltest.NewSession(t, netip.MustParseAddrPort("127.0.0.1:80"), netip.MustParseAddrPort("127.0.0.1:40000"))
+			if err := h.ServeStream(context.Background(), sess, conn); err != nil {
+				t.Fatalf("ServeStream: %v", err)
+			}
+			got := conn.out.String()
+			if tc.name == "default date is IMF-fixdate" {
+				got = got[:strings.Index(got, "\r\n\r\n")+4] // the body is the default error page
+			}
+			if got != tc.want {
+				t.Errorf("got\n%q\nwant\n%q", got, tc.want)
+			}
+		})
+	}
+}
+
+// schneiderWEB is the http section of sensor/personas/schneider-m340.yaml as far as
+// it shapes the answers to scanners: Schneider-WEB, GoAhead-Webs 2.1 with an upper-case
+// ctime Date, Content-length counted without the appended CRLF, HTTP/1.0 redirects and
+// file pages, HTTP/1.1 errors, 400 for methods other than GET, HEAD and POST.
+func schneiderWEB(c *Config) {
+	c.Server = "Schneider-WEB/V2.1.4"
+	c.DateFormat, c.DateUpper = "Mon Jan 02 15:04:05 2006", true
+	c.Version, c.ConnectionHeader = "1.1", ConnectionWhenNeeded
+	c.ServerMethods, c.UnknownMethodStatus = []string{"GET", "HEAD", "POST"}, 400
+	c.HeaderOrder = []string{"Server", "Date", "WWW-Authenticate", "Pragma", "Cache-Control", "Content-length", "Content-Type", "Location"}
+	nocache := []string{"Pragma: no-cache", "Cache-Control: no-cache"}
+	c.Pages = []Page{
+		{Path: "/", Content: Content{Status: 302, Reason: "Redirect", Version: "1.0", ContentType: "text/html", Headers: nocache,
+			Location:            `http://{{if .HostMissing}}{{repeat "\xee" 64}}P{{else}}{{.Host}}{{end}}/index.htm`,
+			ContentLengthAdjust: -2, BodyTemplate: "text",
+			Body: "<html><head></head><body>\r\n\t\tThis document has moved to a new <a href=\"{{.Location}}\">location</a>.\r\n" +
+				"\t\tPlease update your documents to reflect the new location.\r\n\t\t</body></html>\r\n\r\n"}},
+		{Path: "/index.htm", Content: Content{Version: "1.0", HeaderOrder: []string{"Date", "Server", "Content-length", "Content-type", "Connection"},
+			ContentType: "text/html", Body: "<html><head><title>{{.Identity.Product}} - {{.Identity.Model}}</title></head><body></body></html>\n"}},
+	}
+	page := func(reason, msg string) Content {
+		return Content{Reason: reason, ContentType: "text/html", Headers: nocache, ContentLengthAdjust: -2,
+			Body: "<html><head><title>Document Error: {{.Reason}}</title></head>\r\n\t\t<body><h2>Access Error: {{.Reason}}</h2>\r\n" +
+				"\t\t<p>" + msg + "</p></body></html>\r\n\r\n"}
+	}
+	c.ErrorPage = page("", "Bad request type")
+	c.ErrorPages = map[int]Content{400: page("Page not found", "Bad request type"), 404: page("Site or Page Not Found", "Cannot open URL"),
+		405: page("Access Denied", "Bad request type")}
+}
+
+// niagara4 is the http section of sensor/personas/tridium-jace-8000.yaml as far as it
+// shapes the answers to scanners: a Niagara 4 station, HTTP/1.1 always, absolute
+// redirects with Location first, no Date, Server or Connection: close.
+func niagara4(c *Config) {
+	c.Date, c.Server, c.Version, c.ConnectionHeader = false, "", "1.1", ConnectionWhenNeeded
+	redirect := []string{"Location", "Content-Length"}
+	c.Pages = []Page{
+		{Path: "/", Content: Content{Status: 302, HeaderOrder: redirect, Location: "http://{{.Host}}/ord"}},
+		{Path: "/ord", Content: Content{Status: 302, HeaderOrder: redirect, Location: "http://{{.Host}}/prelogin"}},
+		{Path: "/prelogin", Methods: []string{"GET", "POST"}, Content: Content{ContentType: "text/html; charset=UTF-8",
+			Body: "<!DOCTYPE html>\n<html><head><title>{{.Identity.ModuleName}}</title></head><body></body></html>\n"}},
+	}
+	c.ErrorPages = map[int]Content{404: {ContentType: "text/html; charset=UTF-8", Body: "<html><head><title>404 Not Found</title></head><body><h1>Not Found</h1></body></html>"}}
+}
+
+// nmapMatch is a match line of nmap-service-probes.
+type nmapMatch struct {
+	line    int
+	re      *regexp.Regexp
+	product string
+	version string // the v/ field, $1 not expanded
+}
+
+// nmapMatches returns the "match http" lines of the given probe in nmap's
+// nmap-service-probes whose product field is product, compiled as Go regexps over
+// Latin-1 text (nmap matches bytes; \xNN stands for the byte).
+func nmapMatches(t *testing.T, probe, product string) []nmapMatch {
+	t.Helper()
+	nmap := testenv.LookPath(t, "nmap")
+	data, err := os.ReadFile(filepath.Join(filepath.Dir(nmap), "..", "share", "nmap", "nmap-service-probes"))
+	if err != nil {
+		data, err = os.ReadFile("/usr/share/nmap/nmap-service-probes")
+	}
+	if err != nil {
+		t.Fatalf("nmap-service-probes: %v", err)
+	}
+	var out []nmapMatch
+	in := false
+	for i, l := range strings.Split(string(data), "\n") {
+		if strings.HasPrefix(l, "Probe ") {
+			in = strings.HasPrefix(l, "Probe TCP "+probe+" ")
+		}
+		rest, ok := strings.CutPrefix(l, "match http m")
+		if !in || !ok || len(rest) < 2 {
+			continue
+		}
+		delim := rest[:1]
+		pattern, rest, ok := strings.Cut(rest[1:], delim)
+		if !ok {
+			continue
+		}
+		flags, fields, _ := strings.Cut(rest, " ")
+		m := nmapMatch{line: i + 1}
+		for _, f := range []struct {
+			key string
+			dst *string
+		}{{" p/", &m.product}, {" v/", &m.version}} {
+			if _, v, ok := strings.Cut(" "+fields, f.key); ok {
+				*f.dst, _, _ = strings.Cut(v, "/")
+			}
+		}
+		if m.product != product {
+			continue
+		}
+		if flags != "" { // nmap's s and i mean the same in Go
+			pattern = "(?" + flags + ")" + pattern
+		}
+		if m.re, err = regexp.Compile(pattern); err != nil {
+			t.Fatalf("nmap-service-probes line %d: %v", i+1, err)
+		}
+		out = append(out, m)
+	}
+	if len(out) == 0 {
+		t.Fatalf("nmap-service-probes has no %s match for %q", probe, product)
+	}
+	return out
+}
+
+func latin1(b string) string {
+	r := make([]rune, len(b))
+	for i := 0; i < len(b); i++ {
+		r[i] = rune(b[i])
+	}
+	return string(r)
+}
+
+// TestNmapFingerprints sends nmap's GetRequest and HTTPOptions probes to the
+// Schneider-WEB and Niagara 4 sites of the personas and matches the answers against
+// the fingerprints nmap-service-probes has for those servers (HTTPOptions falls back
+// to GetRequest's matches): byte for byte as the real devices answered.
+func TestNmapFingerprints(t *testing.T) {
+	const getRequest, httpOptions = "GET / HTTP/1.0\r\n\r\n", "OPTIONS / HTTP/1.0\r\n\r\n"
+	for _, tc := range []struct {
+		name, product, version string
+		mod                    func(*Config)
+		probes                 []string // each must be matched by one of the product's lines
+	}{
+		{"Schneider-WEB", "Schneider-WEB", "2.1.4", schneiderWEB, []string{getRequest, httpOptions}},
+		{"Niagara 4", "Tridium Niagara", "4", niagara4, []string{getRequest}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			matches := nmapMatches(t, "GetRequest", tc.product)
+			srv := server(t, tc.mod, nil)
+			for _, probe := range tc.probes {
+				raw := exchangeRaw(t, srv, probe)
+				matched := false
+				for _, m := range matches {
+					sub := m.re.FindStringSubmatch(latin1(raw))
+					if sub == nil {
+						continue
+					}
+					matched = true
+					v := m.version
+					if len(sub) > 1 {
+						v = strings.ReplaceAll(v, "$1", sub[1])
+					}
+					if v != tc.version {
+						t.Errorf("%q: line %d gives version %q, want %q", probe, m.line, v, tc.version)
+					}
+				}
+				if !matched {
+					t.Errorf("%q: no %s fingerprint matches the answer:\n%q", probe, tc.product, raw)
+				}
+			}
+		})
 	}
 }
