@@ -5,10 +5,12 @@ package sensor
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/big"
 	"net"
 	"net/netip"
 	"sort"
@@ -178,11 +180,15 @@ func (s *Sensor) buildServices(specs []protocols.Spec) error {
 		names = append(names, name)
 	}
 	sort.Strings(names)
+	boot, err := bootTime(time.Now())
+	if err != nil {
+		return err
+	}
 	env := func(name string) protocols.Env {
 		return protocols.Env{
 			Identity: s.identity,
 			Logger:   s.log.With("protocol", name),
-			Boot:     bootTime(),
+			Boot:     boot, // one device: every protocol counts uptime from the same boot
 			Now:      time.Now,
 		}
 	}
@@ -237,10 +243,14 @@ func specNames(specs []protocols.Spec) string {
 	return fmt.Sprint(n)
 }
 
-// bootTime is the emulated device's boot time: a plausible uptime of some days rather
-// than the second the sensor started, which would be a tell.
-func bootTime() time.Time {
-	return time.Now().Add(-time.Duration(3+time.Now().UnixNano()%11) * 24 * time.Hour).Add(-time.Duration(time.Now().UnixNano() % int64(24*time.Hour)))
+// bootTime is the emulated device's boot time: a random uptime of 3 to 14 days at
+// start rather than the second the sensor started, which would be a tell.
+func bootTime(now time.Time) (time.Time, error) {
+	n, err := rand.Int(rand.Reader, big.NewInt(int64(11*24*time.Hour)))
+	if err != nil {
+		return time.Time{}, fmt.Errorf("boot time: %w", err)
+	}
+	return now.Add(-3*24*time.Hour - time.Duration(n.Int64())), nil
 }
 
 // captureIfaces resolves the capture interfaces: the configured comma-separated
