@@ -58,13 +58,15 @@ type Config struct {
 	DateUpper bool `yaml:"date_upper"`
 	// Version is the protocol version of the status line: "1.0", "1.1", or empty for
 	// the request's own (the S7-1200 answers HTTP/1.0 to HTTP/1.0). A response sent
-	// as HTTP/1.0 to an HTTP/1.1 request closes the connection.
+	// as HTTP/1.0 to an HTTP/1.1 request closes the connection unless the request
+	// asked for keep-alive.
 	Version string `yaml:"version"`
 	// ConnectionHeader is when "Connection: close" is written on a response after
-	// which the server closes: "always" (the default, as the S7-1200 does) or
+	// which the server closes: "always" (the default, as the S7-1200 does),
 	// "when_needed", only when the client would otherwise expect the connection to
-	// stay open (an HTTP/1.1 response to an HTTP/1.1 request), as GoAhead and Jetty
-	// do. "Connection: keep-alive" answers an HTTP/1.0 keep-alive request either way.
+	// stay open (an HTTP/1.1 response to an HTTP/1.1 request), as Jetty does, or
+	// "never", as GoAhead, which just closes. "Connection: keep-alive" answers an
+	// HTTP/1.0 keep-alive request in every mode.
 	ConnectionHeader string `yaml:"connection_header"`
 	// HeaderOrder is the order of the response's header fields by name
 	// (case-insensitive): listed fields come first in this order, the others after
@@ -140,6 +142,9 @@ type Content struct {
 	Version string `yaml:"version"`
 	// HeaderOrder overrides Config.HeaderOrder for this response.
 	HeaderOrder []string `yaml:"header_order"`
+	// Close ends the connection after this response, as GoAhead does after every
+	// redirect and error.
+	Close bool `yaml:"close"`
 	// ContentLengthAdjust is added to the body's length in Content-Length (-64 to
 	// 64; the result is at least 0): Schneider-WEB counts its generated messages
 	// without the CRLF it appends to them (-2). The whole body is sent.
@@ -225,6 +230,7 @@ const (
 const (
 	ConnectionAlways     = "always"
 	ConnectionWhenNeeded = "when_needed"
+	ConnectionNever      = "never"
 )
 
 // Date formats by name; any other DateFormat is a Go time layout.
@@ -308,6 +314,7 @@ type content struct {
 	version  string       // status line version, "": the server's
 	order    *headerOrder // nil: the server's
 	adjust   int          // added to the body length in Content-Length
+	close    bool         // the connection ends after it
 	body     *template.Template
 	text     *ttemplate.Template // body_template text
 }
@@ -389,8 +396,8 @@ func (h *Handler) compile() error {
 		return errors.New("server_methods: GET is missing")
 	case c.Options == OptionsAllow && !slices.Contains(c.ServerMethods, "OPTIONS"):
 		return errors.New("options allow: OPTIONS is not in server_methods")
-	case c.ConnectionHeader != ConnectionAlways && c.ConnectionHeader != ConnectionWhenNeeded:
-		return fmt.Errorf("connection_header %q: want %q or %q", c.ConnectionHeader, ConnectionAlways, ConnectionWhenNeeded)
+	case c.ConnectionHeader != ConnectionAlways && c.ConnectionHeader != ConnectionWhenNeeded && c.ConnectionHeader != ConnectionNever:
+		return fmt.Errorf("connection_header %q: want %s, %s or %s", c.ConnectionHeader, ConnectionAlways, ConnectionWhenNeeded, ConnectionNever)
 	case len(c.Pages) == 0:
 		return errors.New("pages: the site has no pages")
 	}
@@ -551,7 +558,8 @@ func (h *Handler) compileContent(name string, c Content) (*content, error) {
 	if err != nil {
 		return nil, err
 	}
-	ct := &content{status: c.Status, reason: c.Reason, ctype: ctype, lines: lines, version: c.Version, adjust: c.ContentLengthAdjust}
+	ct := &content{status: c.Status, reason: c.Reason, ctype: ctype, lines: lines, version: c.Version,
+		adjust: c.ContentLengthAdjust, close: c.Close}
 	switch {
 	case ctype != nil && c.ContentType != "":
 		return nil, fmt.Errorf("%s: both content_type and a Content-Type header line", name)
@@ -823,8 +831,10 @@ func (c *conn) serveOne(last bool) (keep bool, err error) {
 	x.body = bytes.Clone(body)
 	c.consume(total)
 	r := c.route(&x)
-	// An HTTP/1.0 answer to an HTTP/1.1 request ends the connection for the client.
-	r.close = r.close || !req.KeepAlive || last || (req.Minor == 1 && c.minor(req, r.content) == 0)
+	// An HTTP/1.0 answer ends the connection for the client unless it asked for
+	// keep-alive (and the answer says Connection: keep-alive).
+	r.close = r.close || r.content.close || !req.KeepAlive || last ||
+		(req.Minor == 1 && c.minor(req, r.content) == 0 && !req.AskedKeepAlive)
 	return !r.close, c.finish(&x, r)
 }
 
@@ -1234,9 +1244,10 @@ func (c *conn) render(req *Request, r reply) ([]byte, []string, error) {
 		reqMinor = req.Minor
 	}
 	switch minor := c.minor(req, ct); {
-	case r.close && (h.cfg.ConnectionHeader == ConnectionAlways || minor == 1 && reqMinor == 1):
+	case r.close && (h.cfg.ConnectionHeader == ConnectionAlways ||
+		h.cfg.ConnectionHeader == ConnectionWhenNeeded && minor == 1 && reqMinor == 1):
 		add("connection", "close")
-	case !r.close && reqMinor == 0:
+	case !r.close && (reqMinor == 0 || minor == 0):
 		add("connection", "keep-alive")
 	}
 	if r.allow != "" {

@@ -1121,6 +1121,21 @@ func TestResponseShape(t *testing.T) {
 			c.ErrorPages = map[int]Content{400: {Reason: "Page not found", ContentType: "text/html", Body: "<p>{{.Reason}}: {{.Method}}</p>"}}
 		}, "OPTIONS / HTTP/1.0\r\n\r\n",
 			"HTTP/1.1 400 Page not found\r\nContent-Type: text/html\r\nContent-Length: 30\r\n\r\n<p>Page not found: OPTIONS</p>"},
+		{"GoAhead closes after an error without saying so", func(c *Config) {
+			c.Date, c.Version, c.ConnectionHeader = false, "1.1", ConnectionNever
+			c.ErrorPages = map[int]Content{404: {Close: true}}
+		}, "GET /x HTTP/1.1\r\nHost: a\r\n\r\nGET /x HTTP/1.1\r\nHost: a\r\n\r\n",
+			"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"},
+		{"keep-alive still answered in never mode", func(c *Config) {
+			c.Date, c.ConnectionHeader = false, ConnectionNever
+			page(c, Content{})
+		}, "GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+			"HTTP/1.0 200 OK\r\nContent-Length: 0\r\nConnection: keep-alive\r\n\r\n"},
+		{"HTTP/1.0 answer to an HTTP/1.1 keep-alive request", func(c *Config) {
+			c.Date, c.ConnectionHeader = false, ConnectionNever
+			page(c, Content{Version: "1.0"})
+		}, "GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n",
+			"HTTP/1.0 200 OK\r\nContent-Length: 0\r\nConnection: keep-alive\r\n\r\nHTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n"},
 		{"adjusted length of HEAD", func(c *Config) {
 			c.Date = false
 			page(c, Content{ContentType: "text/html", ContentLengthAdjust: -2, Body: "abc\r\n"})
@@ -1161,16 +1176,17 @@ func TestResponseShape(t *testing.T) {
 // schneiderWEB is the http section of sensor/personas/schneider-m340.yaml as far as
 // it shapes the answers to scanners: Schneider-WEB, GoAhead-Webs 2.1 with an upper-case
 // ctime Date, Content-length counted without the appended CRLF, HTTP/1.0 redirects and
-// file pages, HTTP/1.1 errors, 400 for methods other than GET, HEAD and POST.
+// file pages, HTTP/1.1 errors after which it closes without a Connection header, 400
+// for methods other than GET, HEAD and POST.
 func schneiderWEB(c *Config) {
 	c.Server = "Schneider-WEB/V2.1.4"
 	c.DateFormat, c.DateUpper = "Mon Jan 02 15:04:05 2006", true
-	c.Version, c.ConnectionHeader = "1.1", ConnectionWhenNeeded
+	c.Version, c.ConnectionHeader = "1.1", ConnectionNever
 	c.ServerMethods, c.UnknownMethodStatus = []string{"GET", "HEAD", "POST"}, 400
 	c.HeaderOrder = []string{"Server", "Date", "WWW-Authenticate", "Pragma", "Cache-Control", "Content-length", "Content-Type", "Location"}
 	nocache := []string{"Pragma: no-cache", "Cache-Control: no-cache"}
 	c.Pages = []Page{
-		{Path: "/", Content: Content{Status: 302, Reason: "Redirect", Version: "1.0", ContentType: "text/html", Headers: nocache,
+		{Path: "/", Content: Content{Status: 302, Reason: "Redirect", Version: "1.0", ContentType: "text/html", Headers: nocache, Close: true,
 			Location:            `http://{{if .HostMissing}}{{repeat "\xee" 64}}P{{else}}{{.Host}}{{end}}/index.htm`,
 			ContentLengthAdjust: -2, BodyTemplate: "text",
 			Body: "<html><head></head><body>\r\n\t\tThis document has moved to a new <a href=\"{{.Location}}\">location</a>.\r\n" +
@@ -1179,7 +1195,7 @@ func schneiderWEB(c *Config) {
 			ContentType: "text/html", Body: "<html><head><title>{{.Identity.Product}} - {{.Identity.Model}}</title></head><body></body></html>\n"}},
 	}
 	page := func(reason, msg string) Content {
-		return Content{Reason: reason, ContentType: "text/html", Headers: nocache, ContentLengthAdjust: -2,
+		return Content{Reason: reason, ContentType: "text/html", Headers: nocache, ContentLengthAdjust: -2, Close: true,
 			Body: "<html><head><title>Document Error: {{.Reason}}</title></head>\r\n\t\t<body><h2>Access Error: {{.Reason}}</h2>\r\n" +
 				"\t\t<p>" + msg + "</p></body></html>\r\n\r\n"}
 	}

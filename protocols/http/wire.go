@@ -107,8 +107,10 @@ type Request struct {
 	ContentLength int64
 	// Chunked is true when the body has the chunked transfer coding.
 	Chunked bool
-	// KeepAlive is true when the connection may stay open after the response.
-	KeepAlive bool
+	// KeepAlive is true when the connection may stay open after the response;
+	// AskedKeepAlive is true when the request said "Connection: keep-alive", what an
+	// HTTP/1.0 response needs to stay open.
+	KeepAlive, AskedKeepAlive bool
 	// Continue is true when the client waits for "100 Continue" before the body.
 	Continue bool
 	// BadExpect is true for an Expect value other than 100-continue (417).
@@ -444,6 +446,7 @@ func (r *Request) frame(hosts, lengths int) error {
 		}
 		r.Chunked = true
 	}
+	r.AskedKeepAlive = keepAlive && !closeConn
 	if r.Minor == 1 {
 		r.KeepAlive = !closeConn
 	} else {
