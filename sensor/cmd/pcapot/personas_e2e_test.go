@@ -34,6 +34,7 @@ import (
 	"github.com/pcapot/pcapot/protocols/bacnet"
 	"github.com/pcapot/pcapot/protocols/dnp3"
 	"github.com/pcapot/pcapot/protocols/enip"
+	"github.com/pcapot/pcapot/protocols/guardian"
 	phttp "github.com/pcapot/pcapot/protocols/http"
 	"github.com/pcapot/pcapot/protocols/iec104"
 	"github.com/pcapot/pcapot/protocols/modbus"
@@ -87,6 +88,9 @@ var peDissectors = map[string]struct{ decode, layer, deep string }{
 	"enip-udp": {"enip", "enip", "enip"},
 	"iec104":   {"iec60870_104", "iec60870_104", "iec60870_asdu"},
 	"dnp3":     {"dnp3", "dnp3", "dnp3"},
+	// Wireshark has no dissector for the Veeder-Root serial protocol: the answers
+	// must still be well-formed TCP carrying data.
+	"guardian_ast": {"", "tcp", "data"},
 }
 
 // personaRun is one persona served by a running sensor.
@@ -278,6 +282,8 @@ func (r *personaRun) driver(svc string) func(*testing.T) {
 		return r.driveIEC104
 	case "dnp3":
 		return r.driveDNP3
+	case "guardian_ast":
+		return r.driveGuardian
 	}
 	return nil
 }
@@ -591,6 +597,34 @@ func (r *personaRun) driveBACnet(t *testing.T) {
 	if !regexp.MustCompile(`Vendor ID: [^\n]*` + regexp.QuoteMeta(r.vendorWord()) + `[^\n]*\(` + strconv.Itoa(int(cfg.VendorID)) + `\)`).MatchString(out) {
 		t.Errorf("nmap bacnet-info: the vendor id's name is not %s (%d):\n%s", r.vendorWord(), cfg.VendorID, out)
 	}
+}
+
+// driveGuardian asks the tank gauge for its inventory report as a fuel-station
+// attacker would (SOH I20100): the SOH ... ETX framed answer carries the station header
+// from the persona and every tank's product label.
+func (r *personaRun) driveGuardian(t *testing.T) {
+	cfg := r.configs["guardian_ast"].(*guardian.Config)
+	c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", r.ports["guardian_ast"]), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c.Write([]byte("\x01I20100\n")); err != nil {
+		t.Fatal(err)
+	}
+	reply, err := bufio.NewReader(c).ReadBytes(0x03)
+	if err != nil {
+		t.Fatalf("no ETX-terminated answer: %v (%q)", err, reply)
+	}
+	if reply[0] != 0x01 {
+		t.Errorf("answer does not start with SOH: %q", reply)
+	}
+	wants := []string{"I20100", "IN-TANK INVENTORY", r.id.ModuleName}
+	for _, tank := range cfg.Tanks {
+		wants = append(wants, tank.Product)
+	}
+	peWant(t, "inventory report", string(reply), wants...)
 }
 
 func (r *personaRun) driveIEC104(t *testing.T) {
@@ -956,14 +990,17 @@ func (r *personaRun) checkSession(t *testing.T, dir, svc string, s sensor.Sessio
 		t.Errorf("pcap has %d packets, incident says %d", len(frames), s.Packets)
 	}
 	d := peDissectors[svc]
-	decode := fmt.Sprintf("%s.port==%d,%s", spec.Transport, r.ports[svc], d.decode)
+	var decode []string
+	if d.decode != "" {
+		decode = []string{"-d", fmt.Sprintf("%s.port==%d,%s", spec.Transport, r.ports[svc], d.decode)}
+	}
 	proto := "tcp"
 	if spec.Transport == protocols.UDP {
 		proto = "udp"
 	}
-	out, err := exec.Command(r.tools.tshark, "-r", pcap, "-d", decode, "-T", "fields", "-E", "separator=|",
+	out, err := exec.Command(r.tools.tshark, append(append([]string{"-r", pcap}, decode...), "-T", "fields", "-E", "separator=|",
 		"-e", "frame.number", "-e", "frame.protocols", "-e", "_ws.expert.severity",
-		"-e", proto+".srcport", "-e", "tcp.len", "-e", "udp.length").Output()
+		"-e", proto+".srcport", "-e", "tcp.len", "-e", "udp.length")...).Output()
 	if err != nil {
 		t.Fatalf("tshark: %v", err)
 	}
@@ -1017,7 +1054,7 @@ func (r *personaRun) checkSession(t *testing.T, dir, svc string, s sensor.Sessio
 		t.Errorf("the sensor answered but the session has no event")
 	}
 	if t.Failed() {
-		detail, _ := exec.Command(r.tools.tshark, "-r", pcap, "-d", decode, "-V").CombinedOutput()
+		detail, _ := exec.Command(r.tools.tshark, append(append([]string{"-r", pcap}, decode...), "-V")...).CombinedOutput()
 		t.Logf("tshark -V of %s (client %s):\n%s", pcap, s.Client, detail)
 	}
 	return seen
