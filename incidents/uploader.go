@@ -373,12 +373,6 @@ func writeNewFile(path string, data []byte) error {
 	return f.Close()
 }
 
-// errRetry marks upload failures worth retrying (the store, not the entry, failed).
-type errRetry struct{ err error }
-
-func (e errRetry) Error() string { return e.err.Error() }
-func (e errRetry) Unwrap() error { return e.err }
-
 // upload stores one entry, or quarantines it when it can never be stored. It returns
 // an error when the store failed (worth a retry).
 func (u *Uploader) upload(ctx context.Context, id string) error {

@@ -590,7 +590,7 @@ func TestDataConnectionSetup(t *testing.T) {
 
 	// A connection to the passive port from another address is refused; the client's
 	// own connection is then accepted.
-	code, text = c.cmd("PASV")
+	_, text = c.cmd("PASV")
 	ap, _ := ParsePASVReply(text)
 	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}
 	thief, err := d.Dial("tcp", ap.String())

@@ -188,14 +188,6 @@ type result struct {
 	err  error
 }
 
-func isTransfer(verb string) bool {
-	switch verb {
-	case "RETR", "LIST", "NLST", "STOR", "APPE", "STOU":
-		return true
-	}
-	return false
-}
-
 func (c *session) dispatch(verb, arg string, ev *protocols.Event) result {
 	switch verb {
 	case "USER":

@@ -362,8 +362,6 @@ func newDevice(c *Config, env protocols.Env) *device {
 }
 
 // now is the station clock.
-func (d *device) now() time.Time { return d.env.Now().Add(d.clock) }
-
 // valueLocked is the point's current value at the real time t.
 func (d *device) valueLocked(p *point, t time.Time) float64 {
 	switch p.cfg.Behaviour {

@@ -271,7 +271,6 @@ type client struct {
 	c      net.Conn
 	vs, vr uint16
 	buf    []byte
-	noAck  bool // do not track V(R) automatically
 }
 
 func dial(t testing.TB, srv *protocoltest.Server) *client {

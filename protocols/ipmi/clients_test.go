@@ -120,7 +120,9 @@ func TestIpmitoolChassis(t *testing.T) {
 		}
 	}
 	// A power cycle while off fails as the specification recommends (D5h).
-	out, _ = ipmitool(t, srv, "ADMIN", "ADMIN", "chassis", "power", "off")
+	if out, err := ipmitool(t, srv, "ADMIN", "ADMIN", "chassis", "power", "off"); err != nil {
+		t.Fatalf("power off: %v\n%s", err, out)
+	}
 	out, err := ipmitool(t, srv, "ADMIN", "ADMIN", "chassis", "power", "cycle")
 	if err == nil || !strings.Contains(out, "Command not supported in present state") {
 		t.Errorf("power cycle while off: %v\n%s", err, out)

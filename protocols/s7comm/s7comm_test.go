@@ -389,13 +389,6 @@ func szlRecords(t testing.TB, b []byte) (id, index uint16, recs [][]byte) {
 	return id, index, recs
 }
 
-func cstr(b []byte) string {
-	if i := bytes.IndexByte(b, 0); i >= 0 {
-		b = b[:i]
-	}
-	return string(b)
-}
-
 func TestReadSZL(t *testing.T) {
 	h := newHandler(t, nil)
 	srv := protocoltest.ServeTCP(t, "", h)

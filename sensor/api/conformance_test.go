@@ -480,6 +480,9 @@ func TestLateBundle(t *testing.T) {
 		t.Errorf("Late = %d, want 1", e.srv.Stats().Late)
 	}
 	resp, body = c.get(e.collURL(IncidentsCollectionID)+"objects/", url.Values{"added_after": {cursor}, "limit": {"1000"}})
+	if resp.StatusCode != 200 {
+		t.Fatalf("objects after the cursor: status %d", resp.StatusCode)
+	}
 	got := tally{}
 	for _, o := range decode(t, body)["objects"].([]any) {
 		got.add(o.(map[string]any))

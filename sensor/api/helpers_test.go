@@ -8,7 +8,6 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -338,5 +337,3 @@ func validate(t testing.TB, obj []byte) {
 func (e *env) collURL(id string) string {
 	return e.hs.URL + e.srv.APIRootPath() + "collections/" + id + "/"
 }
-
-func fmtErr(format string, args ...any) error { return fmt.Errorf(format, args...) }
