@@ -138,7 +138,7 @@ func TestNetnsManySessions(t *testing.T) {
 	go serveTCP(t, tcp6, lc.demux)
 	go serveUDP(t, udp, lc.demux)
 
-	const tcpSessions, udpFlows = 48, 16
+	const tcpSessions, udpFlows = 300, 100
 	var wg sync.WaitGroup
 	for i := range tcpSessions {
 		wg.Go(func() {
