@@ -113,7 +113,7 @@ func TestNoCapturePrivilege(t *testing.T) {
 	os.Chmod(bin, 0o755)
 	data := filepath.Join(dir, "data")
 	cmd := exec.Command(setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all",
-		bin, "run", "--data", data, "--listen", "127.0.0.1:15502", "--disable", "s7comm", "--disable", "http", "--disable", "snmp")
+		bin, "run", "--data", data, "--listen", "127.0.0.1:15502", "--api", "off", "--disable", "s7comm", "--disable", "http", "--disable", "snmp")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	err = cmd.Run()
