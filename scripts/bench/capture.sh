@@ -250,7 +250,10 @@ phase_memory() {
 		sleep 0.1
 	done
 	grep -q '^HELD' "$WORK/hold.err" || { cat "$WORK/hold.err" >&2; die "the idle sessions were not opened"; }
-	sleep 3
+	# SETTLE: seconds the sessions stay idle before RSS is read (default 3). Keep it
+	# below the Modbus idle timeout (60 s): the emulated device then closes them (a run
+	# with SETTLE=150 measured 0 established sessions).
+	sleep "${SETTLE:-3}"
 	rss=$(rss_kib "$spid")
 	hwm=$(awk '/^VmHWM:/ {print $2}' "/proc/$spid/status")
 	threads=$(awk '/^Threads:/ {print $2}' "/proc/$spid/status")
