@@ -133,11 +133,14 @@ type Log struct {
 	b   builder
 	log *slog.Logger
 
-	mu     sync.RWMutex // guards closed and sends on the queues
+	mu     sync.RWMutex // guards closed and sends on the queue
 	closed bool
-	queue  chan []byte // nil without a file sink
-	done   chan struct{}
-	out    *fileSink
+	// queue carries built records to the writer goroutine, which encodes them: JSON
+	// encoding is the costly part and stays off the protocol handlers' goroutines
+	// (their latency and stacks).
+	queue chan queued
+	done  chan struct{}
+	out   *fileSink // nil without a file sink
 	// abandon makes the writer drop what is still queued (Close ran out of time).
 	abandon  atomic.Bool
 	closeErr error // of the file, set by run before done is closed
@@ -145,6 +148,13 @@ type Log struct {
 	syslog *syslogSink
 
 	written, dropped, errs atomic.Uint64
+}
+
+// queued is one record waiting for the writer, with its syslog severity and msgid.
+type queued struct {
+	r        *record
+	severity int
+	msgID    string
 }
 
 // ErrClosed is returned by Close on a closed log.
@@ -183,8 +193,8 @@ func New(cfg Config, logger *slog.Logger) (*Log, error) {
 			return nil, err
 		}
 		l.out = out
-		l.queue = make(chan []byte, cfg.QueueSize)
 	}
+	l.queue = make(chan queued, cfg.QueueSize)
 	if cfg.Syslog != nil {
 		s, err := newSyslogSink(*cfg.Syslog, l.log)
 		if err != nil {
@@ -225,27 +235,16 @@ func encode(r *record) ([]byte, error) {
 }
 
 func (l *Log) publish(r *record, severity int, msgID string) {
-	line, err := encode(r)
-	if err != nil { // cannot happen with these types; count it rather than panic
-		l.errs.Add(1)
-		l.log.Error("encode record", "err", err)
-		return
-	}
 	l.mu.RLock()
 	defer l.mu.RUnlock()
 	if l.closed {
 		l.dropped.Add(1)
 		return
 	}
-	if l.queue != nil {
-		select {
-		case l.queue <- line:
-		default:
-			l.dropped.Add(1)
-		}
-	}
-	if l.syslog != nil {
-		l.syslog.enqueue(severity, msgID, line[:len(line)-1])
+	select {
+	case l.queue <- queued{r: r, severity: severity, msgID: msgID}:
+	default:
+		l.dropped.Add(1)
 	}
 }
 
@@ -253,13 +252,22 @@ func (l *Log) publish(r *record, severity int, msgID string) {
 // closes the file when the queue is closed and drained.
 func (l *Log) run() {
 	defer close(l.done)
-	if l.queue == nil {
-		return
-	}
 	reported := false
-	for line := range l.queue {
+	for q := range l.queue {
 		if l.abandon.Load() {
 			l.dropped.Add(1)
+			continue
+		}
+		line, err := encode(q.r)
+		if err != nil { // cannot happen with these types; count it rather than panic
+			l.errs.Add(1)
+			l.log.Error("encode record", "err", err)
+			continue
+		}
+		if l.syslog != nil {
+			l.syslog.enqueue(q.severity, q.msgID, line[:len(line)-1])
+		}
+		if l.out == nil {
 			continue
 		}
 		if err := l.out.write(line); err != nil {
@@ -279,7 +287,9 @@ func (l *Log) run() {
 			}
 		}
 	}
-	l.closeErr = l.out.close()
+	if l.out != nil {
+		l.closeErr = l.out.close()
+	}
 }
 
 // Stats returns the log's counters.
@@ -300,9 +310,7 @@ func (l *Log) Close(ctx context.Context) error {
 		return ErrClosed
 	}
 	l.closed = true
-	if l.queue != nil {
-		close(l.queue)
-	}
+	close(l.queue)
 	l.mu.Unlock()
 
 	var errs []error
@@ -314,6 +322,12 @@ func (l *Log) Close(ctx context.Context) error {
 	case <-ctx.Done():
 		l.abandon.Store(true)
 		errs = append(errs, fmt.Errorf("eventlog: close: %w (records still queued are dropped)", ctx.Err()))
+		// The writer hands records to syslog: it must be gone before syslog closes.
+		select {
+		case <-l.done:
+		case <-time.After(time.Second):
+			return errors.Join(append(errs, errors.New("eventlog: close: the writer is stuck; syslog left open"))...)
+		}
 	}
 	if l.syslog != nil {
 		if err := l.syslog.close(ctx); err != nil {
