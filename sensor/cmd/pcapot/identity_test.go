@@ -1,14 +1,11 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -49,21 +46,16 @@ func TestOneIdentityEverywhere(t *testing.T) {
 		"--port", fmt.Sprintf("http=%d", web), "--port", fmt.Sprintf("snmp=%d", snmp))
 	defer sp.stop(t)
 
-	// The install's generated identity.
-	b, err := os.ReadFile(filepath.Join(dir, "state.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var st sensor.State
-	if err := json.Unmarshal(b, &st); err != nil {
-		t.Fatal(err)
-	}
-	serial := st.Personas["siemens-s7-1200"].Serial
+	// The install's generated identity, as the sensor serves it.
 	p, err := sensor.LoadPersona("siemens-s7-1200")
 	if err != nil {
 		t.Fatal(err)
 	}
-	order, fw := p.Identity.OrderNumber, p.Identity.Firmware
+	id, err := sensor.InstallIdentity(dir, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serial, order, fw := id.Serial, id.OrderNumber, id.Firmware
 	if serial == "" {
 		t.Fatal("no generated serial in state.json")
 	}

@@ -341,7 +341,9 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	return s.Run(ctx)
 }
 
-func openStore(args []string, name string, extra func(fs *flag.FlagSet)) (*configFlags, *sensor.Config, error) {
+// storeConfig parses the flags of a command that reads the store (sessions list,
+// pcap get) and returns the configuration they select.
+func storeConfig(args []string, name string, extra func(fs *flag.FlagSet)) (*configFlags, *sensor.Config, error) {
 	f := newConfigFlags(name, false)
 	if extra != nil {
 		extra(f.fs)
@@ -358,7 +360,7 @@ func openStore(args []string, name string, extra func(fs *flag.FlagSet)) (*confi
 
 func cmdSessionsList(args []string, stdout io.Writer) error {
 	var asJSON bool
-	_, cfg, err := openStore(args, "sessions list", func(fs *flag.FlagSet) {
+	_, cfg, err := storeConfig(args, "sessions list", func(fs *flag.FlagSet) {
 		fs.BoolVar(&asJSON, "json", false, "print JSON lines")
 	})
 	if err != nil {
@@ -404,7 +406,7 @@ func cmdPcapGet(args []string, stdout io.Writer) error {
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		id, args = args[0], args[1:]
 	}
-	f, cfg, err := openStore(args, "pcap get", func(fs *flag.FlagSet) {
+	f, cfg, err := storeConfig(args, "pcap get", func(fs *flag.FlagSet) {
 		fs.StringVar(&out, "o", "", "output file")
 	})
 	if err != nil {
