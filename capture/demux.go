@@ -256,8 +256,6 @@ type flow struct {
 	id        string
 	tuple     Tuple
 	clientLow bool
-	filter    Filter
-	bytecode  string
 	part      int
 	w         partWriter // nil when no part is open
 	st        partStats
@@ -390,11 +388,10 @@ func (d *Demux) newFlow(key flowKey, pi *pinfo, srcLow bool, ts time.Time) *flow
 	}
 	if d.cfg.AutoRegister && d.active < d.cfg.MaxSessions && (pi.proto == ProtoUDP || pi.flags&(flagSYN|flagACK) == flagSYN) {
 		t := Tuple{Proto: pi.proto, Client: pi.src.addrPort(!pi.v6), Server: pi.dst.addrPort(!pi.v6)}
-		filter, err := SessionFilter(t)
-		if err == nil {
+		if _, err := t.Normalize(); err == nil {
 			d.flows[key] = f
 			d.pending++ // promote counts it out again
-			d.promote(f, t, d.cfg.NewID(), filter, srcLow)
+			d.promote(f, t, d.cfg.NewID(), srcLow)
 			return f
 		}
 	}
@@ -521,10 +518,16 @@ func (d *Demux) write(f *flow, ts time.Time, data []byte, wire int, fromLow bool
 // openPart starts the next part of f.
 func (d *Demux) openPart(f *flow) bool {
 	f.part++
-	w, err := newPartWriter(d.cfg.Format, partMeta{
-		id: f.id, part: f.part, iface: d.cfg.Interface, snaplen: d.cfg.Snaplen,
-		filter: f.filter, bytecode: f.bytecode,
-	})
+	meta := partMeta{id: f.id, part: f.part, iface: d.cfg.Interface, snaplen: d.cfg.Snaplen}
+	var err error
+	if d.cfg.Format == FormatPCAPNG { // its interface block records the session's filter
+		meta.filter, err = SessionFilter(f.tuple)
+		meta.bytecode = meta.filter.Bytecode()
+	}
+	var w partWriter
+	if err == nil {
+		w, err = newPartWriter(d.cfg.Format, meta)
+	}
 	if err != nil {
 		f.part--
 		d.stats.WriteErrors++
@@ -554,8 +557,12 @@ func (d *Demux) closePart(f *flow, reason string, last bool) {
 			st.start, st.end = d.now, d.now
 		}
 	}
+	// The session's filter is made from its tuple when a part is emitted, not kept
+	// with every live session (an idle session should hold little but its packets).
+	filter, ferr := SessionFilter(f.tuple)
 	mem := f.w.size() + f.w.overhead()
 	data, err := f.w.finish(&st)
+	err = errors.Join(err, ferr)
 	d.buffered -= int64(mem)
 	f.w = nil
 	f.st = partStats{}
@@ -576,7 +583,7 @@ func (d *Demux) closePart(f *flow, reason string, last bool) {
 		ID: f.id, Tuple: f.tuple, Part: f.part, Last: last,
 		Start: st.start, End: st.end, Reason: reason,
 		ClientPackets: st.cPk, ServerPackets: st.sPk, ClientBytes: st.cB, ServerBytes: st.sB,
-		Format: d.cfg.Format, MimeType: mime, PCAP: data, Filter: f.filter,
+		Format: d.cfg.Format, MimeType: mime, PCAP: data, Filter: filter,
 		Drops: st.drops, PossiblyIncomplete: st.incomplete || st.drops > 0,
 	})
 }
@@ -665,10 +672,6 @@ func (d *Demux) Register(t Tuple, id string) error {
 	if id == "" {
 		return fmt.Errorf("capture: register %v: empty session id", n)
 	}
-	filter, err := SessionFilter(n)
-	if err != nil {
-		return err
-	}
 	key, clientLow := n.key()
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -700,16 +703,16 @@ func (d *Demux) Register(t Tuple, id string) error {
 		d.flows[key] = f
 		d.pending++
 	}
-	d.promote(f, n, id, filter, clientLow)
+	d.promote(f, n, id, clientLow)
 	return nil
 }
 
 // promote turns the pending flow f into a registered session and writes its buffer.
-func (d *Demux) promote(f *flow, t Tuple, id string, filter Filter, clientLow bool) {
+func (d *Demux) promote(f *flow, t Tuple, id string, clientLow bool) {
 	d.pending--
 	d.active++
 	d.stats.Registered++
-	f.id, f.tuple, f.filter, f.bytecode, f.clientLow = id, t, filter, filter.Bytecode(), clientLow
+	f.id, f.tuple, f.clientLow = id, t, clientLow
 	f.state = stateActive
 	if f.closeReason != "" {
 		f.state = stateClosing

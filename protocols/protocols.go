@@ -43,7 +43,8 @@ type Session interface {
 	// into a log message; put them into an Event.
 	Logger() *slog.Logger
 	// Emit records one protocol operation. It never blocks for long; events beyond the
-	// per-session cap are counted and dropped.
+	// per-session cap are counted and dropped. The session keeps e: its Data and Detail
+	// must not be changed after the call.
 	Emit(Event)
 	// KeepFile keeps content the attacker transferred to the device (an FTP STOR, a
 	// TFTP WRQ...) as evidence: the sensor hashes it and stores it beside the

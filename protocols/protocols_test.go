@@ -1,6 +1,7 @@
 package protocols
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -78,10 +79,24 @@ func TestNewFunc(t *testing.T) {
 }
 
 func TestStreamReader(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		new  func(size, maxBytes int, idle time.Duration) *StreamReader
+	}{
+		{"own buffer", NewStreamReader},
+		{"pooled", func(size, maxBytes int, idle time.Duration) *StreamReader {
+			return NewPooledStreamReader(NewBufferPool(size), maxBytes, idle)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) { testStreamReader(t, tc.new) })
+	}
+}
+
+func testStreamReader(t *testing.T, newReader func(size, maxBytes int, idle time.Duration) *StreamReader) {
 	peer, conn := net.Pipe()
 	defer peer.Close()
 	defer conn.Close()
-	r := NewStreamReader(8, 12, time.Second)
+	r := newReader(8, 12, time.Second)
 	ctx := context.Background()
 	send := func(s string) {
 		go peer.Write([]byte(s))
@@ -104,7 +119,7 @@ func TestStreamReader(t *testing.T) {
 	}
 
 	// A message that never completes ends at the idle timeout from its first byte.
-	r = NewStreamReader(8, 100, 100*time.Millisecond)
+	r = newReader(8, 100, 100*time.Millisecond)
 	send("ab")
 	if more, err := r.Read(ctx, conn); !more || err != nil {
 		t.Fatalf("partial: %v %v", more, err)
@@ -130,4 +145,58 @@ func TestStreamReader(t *testing.T) {
 	if more, err := r.Read(ctx, conn); more || err != nil {
 		t.Fatalf("closed: %v %v", more, err)
 	}
+}
+
+// TestPooledStreamReaderIdle checks that a pooled reader holds no buffer while it waits
+// with nothing unconsumed, keeps it while a message is incomplete, and reads a message
+// longer than its peek buffer whole.
+func TestPooledStreamReaderIdle(t *testing.T) {
+	peer, conn := net.Pipe()
+	defer peer.Close()
+	defer conn.Close()
+	pool := NewBufferPool(256)
+	r := NewPooledStreamReader(pool, 1<<20, time.Second)
+	ctx := context.Background()
+	msg := bytes.Repeat([]byte("0123456789"), 20) // 200 bytes: more than peekLen
+	go peer.Write(msg)
+	var got []byte
+	for len(got) < len(msg) {
+		if more, err := r.Read(ctx, conn); !more || err != nil {
+			t.Fatalf("read: %v %v", more, err)
+		}
+		if r.lent == nil {
+			t.Fatalf("holds no buffer with %d bytes unconsumed", len(r.Buf))
+		}
+		got = append(got[:0], r.Buf...)
+	}
+	if !bytes.Equal(got, msg) {
+		t.Fatalf("read %q", got)
+	}
+	r.Consume(len(r.Buf))
+
+	// The next Read blocks with nothing unconsumed: it must wait without the buffer.
+	watched := &heldConn{Conn: conn, r: r}
+	go peer.Write([]byte("next"))
+	if more, err := r.Read(ctx, watched); !more || err != nil || string(r.Buf) != "next" {
+		t.Fatalf("read after idle: %v %v %q", more, err, r.Buf)
+	}
+	if len(watched.held) != 1 || watched.held[0] {
+		t.Fatalf("buffer held during the idle read: %v", watched.held)
+	}
+	r.Release()
+	if r.lent != nil || r.Buf != nil {
+		t.Fatal("Release kept the buffer")
+	}
+}
+
+// heldConn records, at each Read, whether its reader held a pool buffer.
+type heldConn struct {
+	net.Conn
+	r    *StreamReader
+	held []bool
+}
+
+func (c *heldConn) Read(b []byte) (int, error) {
+	c.held = append(c.held, c.r.lent != nil)
+	return c.Conn.Read(b)
 }

@@ -70,7 +70,7 @@ func (s *Sensor) complete(sess *session) {
 	var err error
 	rec, err = assemble(s.sensor, s.store, sess.spec, sess.tuple, sess.id, r)
 	if err != nil {
-		sess.log.Error("build incident", "err", err)
+		sess.Logger().Error("build incident", "err", err)
 		return
 	}
 	is := rec.session
@@ -83,13 +83,13 @@ func (s *Sensor) complete(sess *session) {
 			break
 		}
 		if wait > time.Minute {
-			sess.log.Error("session LOST: its pcap and incident could not be spooled", "err", err, "pcap", rec.session.PCAPs[0].Key)
+			sess.Logger().Error("session LOST: its pcap and incident could not be spooled", "err", err, "pcap", rec.session.PCAPs[0].Key)
 			return
 		}
-		sess.log.Warn("spool write failed; retrying", "err", err, "retry_in", wait)
+		sess.Logger().Warn("spool write failed; retrying", "err", err, "retry_in", wait)
 		time.Sleep(wait)
 	}
-	sess.log.Info("session end",
+	sess.Logger().Info("session end",
 		"remote", sess.tuple.Client.String(), "reason", is.Reason,
 		"packets", is.ClientPackets+is.ServerPackets, "bytes", is.ClientBytes+is.ServerBytes,
 		"events", len(r.events), "files", len(r.files), "possibly_incomplete", is.PossiblyIncomplete, "pcap", rec.session.PCAPs[0].Key)

@@ -617,7 +617,7 @@ func (s *Sensor) acceptLoop(ctx context.Context, svc *service) {
 			defer s.untrackConn(sess.id)
 			defer c.Close()
 			if err := svc.stream.ServeStream(ctx, sess, c); err != nil && !protocols.PeerGone(err) {
-				sess.log.Warn("handler", "err", err)
+				sess.Logger().Warn("handler", "err", err)
 				s.metrics.HandlerError(svc.spec.Name)
 			}
 		}()
@@ -673,7 +673,7 @@ func (s *Sensor) datagramLoop(ctx context.Context, svc *service) {
 		}
 		reply := func(b []byte) error { return dst.writeTo(b, from, local) }
 		if err := svc.dgram.ServeDatagram(ctx, sess, buf[:n], reply); err != nil {
-			sess.log.Debug("datagram handler", "err", err)
+			sess.Logger().Debug("datagram handler", "err", err)
 		}
 	}
 }
@@ -686,7 +686,7 @@ func (s *Sensor) linkFlow(parent *session, name, service string, local, remote n
 	if !ok {
 		return nil, fmt.Errorf("linked %s connection refused: session limit", name)
 	}
-	child.log.Info("linked session", "parent", parent.id)
+	child.Logger().Info("linked session", "parent", parent.id)
 	return child, nil
 }
 
@@ -708,7 +708,7 @@ func (s *Sensor) open(spec protocols.Spec, t capture.Tuple) (*session, bool) {
 		spec:      spec,
 		tuple:     t,
 		started:   time.Now(),
-		log:       s.log.With("session", id, "protocol", spec.Name),
+		base:      s.log,
 		maxEvents: s.cfg.Limits.MaxEventsPerSess,
 		observe:   s.observeEvent,
 		link:      s.linkFlow,
@@ -720,9 +720,9 @@ func (s *Sensor) open(spec protocols.Spec, t capture.Tuple) (*session, bool) {
 	s.perIP[ip]++
 	s.mu.Unlock()
 	if err := s.demux.Register(t, id); err != nil {
-		sess.log.Warn("capture register", "err", err)
+		sess.Logger().Warn("capture register", "err", err)
 	}
-	sess.log.Info("session start", "remote", t.Client.String(), "local", t.Server.String())
+	s.log.Info("session start", "session", id, "protocol", spec.Name, "remote", t.Client.String(), "local", t.Server.String())
 	s.observeStart(sess)
 	return sess, true
 }

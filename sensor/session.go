@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pcapot/pcapot/capture"
@@ -18,12 +19,16 @@ type session struct {
 	spec    protocols.Spec
 	tuple   capture.Tuple
 	started time.Time
-	log     *slog.Logger
+	// base is the sensor's logger; logp the session's, made from it with the
+	// session's id and protocol on first use (most sessions log only at their start
+	// and end, and an idle session should not keep a logger of its own).
+	base *slog.Logger
+	logp atomic.Pointer[slog.Logger]
 
 	maxEvents int
-	observe   func(*session, protocols.Event) // event log and metrics
-	maxFiles  int                             // uploads kept per session
-	maxFileB  int64                           // bytes of uploads kept per session
+	observe   func(*session, *protocols.Event) // event log and metrics
+	maxFiles  int                              // uploads kept per session
+	maxFileB  int64                            // bytes of uploads kept per session
 	// forget removes a UDP session from its service's flow table once it is complete.
 	forget func()
 	// link opens a linked session (see LinkFlow).
@@ -49,7 +54,13 @@ var (
 func (s *session) ID() string             { return s.id }
 func (s *session) Local() netip.AddrPort  { return s.tuple.Server }
 func (s *session) Remote() netip.AddrPort { return s.tuple.Client }
-func (s *session) Logger() *slog.Logger   { return s.log }
+func (s *session) Logger() *slog.Logger {
+	if l := s.logp.Load(); l != nil {
+		return l
+	}
+	s.logp.CompareAndSwap(nil, s.base.With("session", s.id, "protocol", s.spec.Name))
+	return s.logp.Load()
+}
 
 // Emit records e, stamping its time and protocol when the handler left them empty.
 func (s *session) Emit(e protocols.Event) {
@@ -68,7 +79,7 @@ func (s *session) Emit(e protocols.Event) {
 	s.events = append(s.events, e)
 	s.mu.Unlock()
 	if s.observe != nil {
-		s.observe(s, e)
+		s.observe(s, &e)
 	}
 }
 

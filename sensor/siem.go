@@ -145,14 +145,19 @@ func (s *Sensor) observeStart(sess *session) {
 	}
 }
 
-func (s *Sensor) observeEvent(sess *session, e protocols.Event) {
+// observeEvent counts e and logs it. It runs on the protocol handler's goroutine, so
+// it is kept shallow: an idle session costs the stack its handler grew to (see
+// docs/BENCHMARKS.md, memory per idle session).
+func (s *Sensor) observeEvent(sess *session, e *protocols.Event) {
 	s.metrics.Event(sess.spec.Name, e.Write)
-	if s.events != nil {
-		s.events.Event(s.logSession(sess), eventlog.Event{
-			Time: e.Time, Protocol: e.Protocol, Op: e.Op, Code: e.Code, Unit: e.Unit, Area: e.Area,
-			Address: e.Address, Quantity: e.Quantity, Data: e.Data, Exception: e.Exception, Write: e.Write, Detail: e.Detail,
-		})
+	if s.events == nil {
+		return
 	}
+	ls := s.logSession(sess)
+	s.events.Event(&ls, &eventlog.Event{
+		Time: e.Time, Protocol: e.Protocol, Op: e.Op, Code: e.Code, Unit: e.Unit, Area: e.Area,
+		Address: e.Address, Quantity: e.Quantity, Data: e.Data, Exception: e.Exception, Write: e.Write, Detail: e.Detail,
+	})
 }
 
 // observeEnd records a completed session (rec is nil when its incident could not be built).

@@ -222,6 +222,9 @@ type Handler struct {
 	hostname string
 	netmask  netip.Addr
 	gateway  netip.Addr
+	// bufs lends read buffers to sessions that have bytes to work on: an idle
+	// session holds none.
+	bufs *protocols.BufferPool
 
 	mu          sync.Mutex
 	tags        map[string]*tag // by lower-case name
@@ -249,7 +252,8 @@ func New(env protocols.Env, cfg *Config) (*Handler, error) {
 	}
 	env = env.WithDefaults()
 	id := env.Identity
-	h := &Handler{cfg: *cfg, env: env, log: env.Logger, hostname: id.Hostname, tags: map[string]*tag{}}
+	h := &Handler{cfg: *cfg, env: env, log: env.Logger, hostname: id.Hostname, tags: map[string]*tag{},
+		bufs: protocols.NewBufferPool(HeaderLen + cfg.MaxDataLength)}
 	rev := cfg.Revision
 	if rev == "" {
 		rev = id.Firmware
@@ -373,7 +377,8 @@ func (h *Handler) ServeStream(ctx context.Context, s protocols.Session, nc net.C
 	defer stop()
 	c := &conn{s: s, cip: map[uint32]*cipConn{}}
 	defer h.release(c)
-	rd := protocols.NewStreamReader(HeaderLen+h.cfg.MaxDataLength, h.cfg.MaxBytes, h.cfg.IdleTimeout)
+	rd := protocols.NewPooledStreamReader(h.bufs, h.cfg.MaxBytes, h.cfg.IdleTimeout)
+	defer rd.Release()
 	var requests int
 	for {
 		for len(rd.Buf) >= HeaderLen {

@@ -277,6 +277,9 @@ type Handler struct {
 	serverID []byte          // FC 17 data after the server id
 	fcs      [256]bool       // function codes implemented
 	subs     map[uint16]bool // FC 8 sub-functions implemented
+	// bufs lends the read and response buffers of sessions that have bytes to work
+	// on: an idle session holds none.
+	bufs *protocols.BufferPool
 
 	mu   sync.Mutex
 	regs *registerMap
@@ -297,7 +300,7 @@ func New(env protocols.Env, cfg *Config) (*Handler, error) {
 		return nil, fmt.Errorf("modbus: %w: %w", protocols.ErrConfig, err)
 	}
 	env = env.WithDefaults()
-	h := &Handler{cfg: *cfg, env: env}
+	h := &Handler{cfg: *cfg, env: env, bufs: protocols.NewBufferPool(bufferLen)}
 	for _, u := range cfg.UnitIDs {
 		h.units[u] = true
 	}
@@ -389,12 +392,23 @@ func (h *Handler) ServeStream(ctx context.Context, s protocols.Session, conn net
 	stop := context.AfterFunc(ctx, func() { conn.SetReadDeadline(time.Unix(1, 0)) })
 	defer stop()
 
+	rd := protocols.NewPooledStreamReader(h.bufs, h.cfg.MaxBytes, h.cfg.IdleTimeout)
+	defer rd.Release()
 	var (
-		rd       = protocols.NewStreamReader(readBufferLen, h.cfg.MaxBytes, h.cfg.IdleTimeout)
-		out      = make([]byte, 0, outInitLen)
+		outp     *[]byte // the pool's buffer behind out, while held
+		out      []byte
 		requests int
 	)
+	defer func() {
+		if outp != nil {
+			h.bufs.Put(outp)
+		}
+	}()
 	for {
+		if outp == nil && len(rd.Buf) > 0 {
+			outp = h.bufs.Get()
+			out = (*outp)[:0]
+		}
 		// Answer every complete frame in the buffer.
 		for {
 			hdr, pdu, n, err := ParseFrame(rd.Buf)
@@ -402,15 +416,12 @@ func (h *Handler) ServeStream(ctx context.Context, s protocols.Session, conn net
 				break
 			}
 			if requests >= h.cfg.MaxRequests {
-				_ = h.flush(conn, out) // the limit is what ends the session
-				return fmt.Errorf("%w: %d requests", ErrSessionLimit, requests)
+				return h.overLimit(conn, out, requests)
 			}
 			requests++
 			if errors.Is(err, ErrFrameLength) {
-				s.Logger().Debug("modbus: closing connection: MBAP length out of range", "length", hdr.Length)
-				h.malformed(s, hdr, "length", int(hdr.Length))
-				_ = h.flush(conn, out) // answers to the frames before it; the session ends anyway
-				return nil             // a real device drops the connection: framing is lost
+				h.badLength(s, conn, hdr, out)
+				return nil // a real device drops the connection: framing is lost
 			}
 			out = h.serveFrame(s, hdr, pdu, err, out)
 			rd.Consume(n)
@@ -424,16 +435,16 @@ func (h *Handler) ServeStream(ctx context.Context, s protocols.Session, conn net
 		if err := h.flush(conn, out); err != nil {
 			return quiet(err)
 		}
-		out = out[:0]
+		if outp != nil { // out (and what it grew into) is not used while waiting
+			h.bufs.Put(outp)
+			outp, out = nil, nil
+		}
 
 		// What is left is one incomplete frame (shorter than MaxADULen): Read moves it
 		// to the front of the buffer, so that there is always room for the rest of it.
 		more, err := rd.Read(ctx, conn)
-		if errors.Is(err, protocols.ErrByteLimit) {
-			return fmt.Errorf("%w: %d bytes", ErrSessionLimit, rd.Received())
-		}
 		if err != nil {
-			return fmt.Errorf("modbus: %w", err)
+			return readError(err, rd)
 		}
 		if !more {
 			return nil
@@ -441,14 +452,38 @@ func (h *Handler) ServeStream(ctx context.Context, s protocols.Session, conn net
 	}
 }
 
+// The rare ends of ServeStream are functions of their own, so that its frame, which
+// every idle session's goroutine keeps, stays small.
+
+// overLimit ends a session at its request limit, answering what is answered.
+func (h *Handler) overLimit(conn net.Conn, out []byte, requests int) error {
+	_ = h.flush(conn, out) // the limit is what ends the session
+	return fmt.Errorf("%w: %d requests", ErrSessionLimit, requests)
+}
+
+// badLength records a frame whose MBAP length is out of range, after answering the
+// frames before it; the session then ends.
+func (h *Handler) badLength(s protocols.Session, conn net.Conn, hdr Header, out []byte) {
+	s.Logger().Debug("modbus: closing connection: MBAP length out of range", "length", hdr.Length)
+	h.malformed(s, hdr, "length", int(hdr.Length))
+	_ = h.flush(conn, out)
+}
+
+func readError(err error, rd *protocols.StreamReader) error {
+	if errors.Is(err, protocols.ErrByteLimit) {
+		return fmt.Errorf("%w: %d bytes", ErrSessionLimit, rd.Received())
+	}
+	return fmt.Errorf("modbus: %w", err)
+}
+
 // Buffer sizes of a session: what one read may fill (a few maximal ADUs of 260
-// bytes), how many response bytes are collected before they are written, and the
-// response buffer's first size. Idle sessions are the common case on a honeypot, so
-// what each holds is kept small (see docs/BENCHMARKS.md, memory per idle session).
+// bytes; the response buffer's first size too), and how many response bytes are
+// collected before they are written. Both buffers are borrowed from the handler's
+// pool only while a session has requests to answer (see docs/BENCHMARKS.md, memory
+// per idle session).
 const (
-	readBufferLen = 1024
-	flushLen      = 4096
-	outInitLen    = 512
+	bufferLen = 1024
+	flushLen  = 4096
 )
 
 // quiet maps a write error that only means the peer is gone to nil.
@@ -509,7 +544,8 @@ func (h *Handler) serveFrame(s protocols.Session, hdr Header, pdu []byte, perr e
 	}
 	start := len(out)
 	out = AppendHeader(out, Header{Transaction: hdr.Transaction, Protocol: hdr.Protocol, Unit: hdr.Unit})
-	out, ev, reply := h.Process(hdr.Unit, pdu, out)
+	var ev protocols.Event
+	out, reply := h.process(hdr.Unit, pdu, out, &ev)
 	ev.Detail = withDetail(ev.Detail, "transaction_id", strconv.Itoa(int(hdr.Transaction)))
 	s.Emit(ev)
 	if !reply {
@@ -555,12 +591,20 @@ func (h *Handler) background(now time.Time) uint64 {
 // dst. It returns the event describing the request and whether a response is sent
 // at all. It is the whole request handling minus the MBAP framing.
 func (h *Handler) Process(unit byte, req []byte, dst []byte) (resp []byte, ev protocols.Event, reply bool) {
+	resp, reply = h.process(unit, req, dst, &ev)
+	return resp, ev, reply
+}
+
+// process is Process filling *ev, which must be zero: the event is the largest value
+// on the request path, and the path's depth is the stack every idle session's
+// goroutine keeps.
+func (h *Handler) process(unit byte, req []byte, dst []byte, ev *protocols.Event) (resp []byte, reply bool) {
 	if len(req) == 0 {
-		return dst, protocols.Event{}, false
+		return dst, false
 	}
 	now := h.env.Now()
 	fc := req[0]
-	ev = protocols.Event{Time: now, Protocol: "modbus", Op: opName(req), Code: int(fc), Unit: int(unit)}
+	ev.Time, ev.Protocol, ev.Op, ev.Code, ev.Unit = now, "modbus", opName(req), int(fc), int(unit)
 
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -573,10 +617,10 @@ func (h *Handler) Process(unit byte, req []byte, dst []byte) (resp []byte, ev pr
 				e = GatewayPathUnavailable
 			}
 			ev.Detail = map[string]string{"unit_status": "not_served"}
-			return h.exception(dst, &ev, fc, e), ev, true
+			return h.exception(dst, ev, fc, e), true
 		case Ignore:
 			ev.Detail = map[string]string{"unit_status": "not_served", "response": "none"}
-			return dst, ev, false
+			return dst, false
 		}
 	}
 	h.diag.server++
@@ -584,8 +628,8 @@ func (h *Handler) Process(unit byte, req []byte, dst []byte) (resp []byte, ev pr
 	if t < 0 {
 		t = 0
 	}
-	r := request{h: h, ev: &ev, fc: fc, pdu: req, t: t, now: now, unit: unit}
-	return r.serve(dst), ev, true
+	r := request{h: h, ev: ev, fc: fc, pdu: req, t: t, now: now, unit: unit}
+	return r.serve(dst), true
 }
 
 func (h *Handler) exception(dst []byte, ev *protocols.Event, fc byte, e Exception) []byte {

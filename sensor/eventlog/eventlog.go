@@ -135,10 +135,10 @@ type Log struct {
 
 	mu     sync.RWMutex // guards closed and sends on the queue
 	closed bool
-	// queue carries built records to the writer goroutine, which encodes them: JSON
-	// encoding is the costly part and stays off the protocol handlers' goroutines
-	// (their latency and stacks).
-	queue chan queued
+	// queue carries what happened to the writer goroutine, which builds the records
+	// and encodes them: building and JSON encoding stay off the protocol handlers'
+	// goroutines (their latency, and the stack each idle session keeps).
+	queue chan *queued
 	done  chan struct{}
 	out   *fileSink // nil without a file sink
 	// abandon makes the writer drop what is still queued (Close ran out of time).
@@ -150,11 +150,34 @@ type Log struct {
 	written, dropped, errs atomic.Uint64
 }
 
-// queued is one record waiting for the writer, with its syslog severity and msgid.
+// queued is one record waiting for the writer to build it: what happened (a copy of
+// the caller's session and event), with its syslog severity and msgid.
 type queued struct {
-	r        *record
+	kind     recordKind
+	s        Session
+	e        Event
 	severity int
 	msgID    string
+}
+
+type recordKind uint8
+
+const (
+	kindStart recordKind = iota
+	kindEvent
+	kindEnd
+)
+
+// build returns the ECS record of q.
+func (b builder) build(q *queued) *record {
+	switch q.kind {
+	case kindStart:
+		return b.sessionStart(&q.s)
+	case kindEnd:
+		return b.sessionEnd(&q.s)
+	default:
+		return b.event(&q.s, &q.e)
+	}
 }
 
 // ErrClosed is returned by Close on a closed log.
@@ -194,7 +217,7 @@ func New(cfg Config, logger *slog.Logger) (*Log, error) {
 		}
 		l.out = out
 	}
-	l.queue = make(chan queued, cfg.QueueSize)
+	l.queue = make(chan *queued, cfg.QueueSize)
 	if cfg.Syslog != nil {
 		s, err := newSyslogSink(*cfg.Syslog, l.log)
 		if err != nil {
@@ -210,18 +233,24 @@ func New(cfg Config, logger *slog.Logger) (*Log, error) {
 }
 
 // SessionStart logs the start of session s.
-func (l *Log) SessionStart(s Session) { l.publish(l.b.sessionStart(&s), syslogInfo, "session-start") }
+func (l *Log) SessionStart(s Session) {
+	l.publish(&queued{kind: kindStart, s: s, severity: syslogInfo, msgID: "session-start"})
+}
 
 // SessionEnd logs the end of session s, with its counters, pcaps and STIX ids.
-func (l *Log) SessionEnd(s Session) { l.publish(l.b.sessionEnd(&s), syslogInfo, "session-end") }
+func (l *Log) SessionEnd(s Session) {
+	l.publish(&queued{kind: kindEnd, s: s, severity: syslogInfo, msgID: "session-end"})
+}
 
-// Event logs protocol event e of session s (s needs its identity fields only).
-func (l *Log) Event(s Session, e Event) {
-	sev := syslogNotice
+// Event logs protocol event e of session s (s needs its identity fields only). Both
+// are copied: the caller keeps them. They are pointers so that a protocol handler's
+// call stays shallow (a handler goroutine's stack is what an idle session costs).
+func (l *Log) Event(s *Session, e *Event) {
+	q := &queued{kind: kindEvent, s: *s, e: *e, severity: syslogNotice, msgID: "protocol-event"}
 	if e.Write {
-		sev = syslogWarning
+		q.severity = syslogWarning
 	}
-	l.publish(l.b.event(&s, &e), sev, "protocol-event")
+	l.publish(q)
 }
 
 // encode returns r as one line of JSON.
@@ -234,7 +263,7 @@ func encode(r *record) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-func (l *Log) publish(r *record, severity int, msgID string) {
+func (l *Log) publish(q *queued) {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
 	if l.closed {
@@ -242,7 +271,7 @@ func (l *Log) publish(r *record, severity int, msgID string) {
 		return
 	}
 	select {
-	case l.queue <- queued{r: r, severity: severity, msgID: msgID}:
+	case l.queue <- q:
 	default:
 		l.dropped.Add(1)
 	}
@@ -258,7 +287,7 @@ func (l *Log) run() {
 			l.dropped.Add(1)
 			continue
 		}
-		line, err := encode(q.r)
+		line, err := encode(l.b.build(q))
 		if err != nil { // cannot happen with these types; count it rather than panic
 			l.errs.Add(1)
 			l.log.Error("encode record", "err", err)

@@ -76,17 +76,22 @@ type Metrics struct {
 	reg *prometheus.Registry
 	log *slog.Logger
 
-	sessions     *prometheus.CounterVec
-	active       *prometheus.GaugeVec
-	packets      *prometheus.CounterVec
-	bytes        *prometheus.CounterVec
-	incomplete   *prometheus.CounterVec
-	events       *prometheus.CounterVec
-	eventsCapped *prometheus.CounterVec
-	handlerErrs  *prometheus.CounterVec
-	spoolSubmits *prometheus.CounterVec
-	taxii        *prometheus.CounterVec
-	taxiiTime    *prometheus.HistogramVec
+	sessions   *prometheus.CounterVec
+	active     *prometheus.GaugeVec
+	packets    *prometheus.CounterVec
+	bytes      *prometheus.CounterVec
+	incomplete *prometheus.CounterVec
+	events     *prometheus.CounterVec
+	// eventCounters caches events_total's read and write counters by protocol name:
+	// Event runs on the protocol handlers' goroutines for every request, and
+	// CounterVec.WithLabelValues hashes and checks the labels each time, on a deep
+	// stack (what an idle session's goroutine keeps).
+	eventCounters sync.Map // string -> *[2]prometheus.Counter
+	eventsCapped  *prometheus.CounterVec
+	handlerErrs   *prometheus.CounterVec
+	spoolSubmits  *prometheus.CounterVec
+	taxii         *prometheus.CounterVec
+	taxiiTime     *prometheus.HistogramVec
 
 	handlerOnce sync.Once
 	handler     http.Handler
@@ -201,11 +206,18 @@ func (m *Metrics) Event(protocol string, write bool) {
 	if m == nil {
 		return
 	}
-	access := "read"
-	if write {
-		access = "write"
+	c, ok := m.eventCounters.Load(protocol)
+	if !ok {
+		c, _ = m.eventCounters.LoadOrStore(protocol, &[2]prometheus.Counter{
+			m.events.WithLabelValues(label(protocol), "read"),
+			m.events.WithLabelValues(label(protocol), "write"),
+		})
 	}
-	m.events.WithLabelValues(label(protocol), access).Inc()
+	i := 0
+	if write {
+		i = 1
+	}
+	c.(*[2]prometheus.Counter)[i].Inc()
 }
 
 // EventsOverCap counts n events dropped because a session reached its event cap.
