@@ -461,7 +461,9 @@ func (d *Demux) closing(f *flow, reason string, ts time.Time) {
 // write appends one frame to f's open part, rotating first when the part is full or
 // too old.
 func (d *Demux) write(f *flow, ts time.Time, data []byte, wire int, fromLow bool, flags uint8) {
-	incomplete := false
+	// A frame shorter than on the wire was cut before it reached the demux: by the
+	// ring (a frame larger than a block) or by the capture a carved file came from.
+	incomplete := wire > len(data)
 	if len(data) > d.cfg.Snaplen {
 		data, incomplete = data[:d.cfg.Snaplen], true
 	}

@@ -549,6 +549,42 @@ func TestDemuxDropsFlag(t *testing.T) {
 	}
 }
 
+// TestDemuxTruncatedFrame checks that a frame cut before the demux (by the ring, whose
+// block is smaller than the frame, or by the capture a carved file came from) flags
+// its session, and that the pcap records both lengths.
+func TestDemuxTruncatedFrame(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name    string
+		cut     int
+		flagged bool
+	}{
+		{"whole", 0, false},
+		{"cut", 10, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d, s := newTestDemux(t, Config{})
+			cv := newConv(t, ProtoTCP, "192.0.2.10:40000", "10.0.0.2:502", t0)
+			pkts := append(cv.handshake(), cv.exchange(1)...)
+			last := &pkts[len(pkts)-1]
+			last.Data = last.Data[:len(last.Data)-tc.cut]
+			feed(d, pkts...)
+			if err := d.Register(cv.tuple(), "s"); err != nil {
+				t.Fatal(err)
+			}
+			d.Close(cv.now)
+			got := s.parts()
+			if len(got) != 1 || got[0].PossiblyIncomplete != tc.flagged {
+				t.Fatalf("parts %d, possibly incomplete %v, want %v", len(got), len(got) == 1 && got[0].PossiblyIncomplete, tc.flagged)
+			}
+			fs := frames(t, got[0].PCAP)
+			if p := fs[len(fs)-1]; p.Length-len(p.Data) != tc.cut {
+				t.Fatalf("last frame: captured %d of %d bytes, want %d cut", len(p.Data), p.Length, tc.cut)
+			}
+		})
+	}
+}
+
 func TestDemuxMidStream(t *testing.T) {
 	t.Parallel()
 	d, s := newTestDemux(t, Config{})

@@ -19,10 +19,15 @@ type LiveConfig struct {
 	// Filter is the kernel filter (SensorFilter) for DLT_EN10MB; required, so that no
 	// unfiltered traffic reaches the process.
 	Filter []bpf.RawInstruction
-	// BlockSize and NumBlocks size the TPACKET_V3 ring; defaults 1 MiB × 64.
+	// BlockSize and NumBlocks size the TPACKET_V3 ring; defaults 128 KiB × 512 (64
+	// MiB). A block must hold the largest frame the interface passes up (64 KiB with
+	// GRO/TSO): a larger one is truncated. What the ring can absorb while the reader
+	// is held up is about NumBlocks × BlockTimeout at low rates, when the timeout
+	// retires blocks mostly empty, and the ring's bytes at high rates: more, smaller
+	// blocks give more slack for the same memory.
 	BlockSize, NumBlocks int
 	// BlockTimeout hands a partly filled block to the reader after this long; default
-	// 10 ms (millisecond granularity).
+	// 50 ms (millisecond granularity).
 	BlockTimeout time.Duration
 	// PollTimeout bounds each wait for a block, and so how long Run takes to notice a
 	// cancelled context; default 100 ms.
@@ -31,9 +36,11 @@ type LiveConfig struct {
 
 // Defaults of LiveConfig.
 const (
-	DefaultBlockSize    = 1 << 20
-	DefaultNumBlocks    = 64
-	DefaultBlockTimeout = 10 * time.Millisecond
+	DefaultBlockSize = 128 << 10
+	DefaultNumBlocks = 512
+	// MinBlockSize holds a 64 KiB GRO/TSO frame with its headers.
+	MinBlockSize        = 128 << 10
+	DefaultBlockTimeout = 50 * time.Millisecond
 	DefaultPollTimeout  = 100 * time.Millisecond
 )
 

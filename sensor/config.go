@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/pcapot/pcapot/capture"
 )
 
 // Config is the sensor configuration. The embedded default (default.yaml) is loaded
@@ -59,7 +61,12 @@ type CaptureConfig struct {
 	MaxPending     int           `yaml:"max_pending"`
 	MaxSessionSize int64         `yaml:"max_session_bytes"`
 	MaxLifetime    time.Duration `yaml:"max_lifetime"`
-	RingBlocks     int           `yaml:"ring_blocks"`
+	// The TPACKET_V3 ring of each capture interface: RingMiB in all, cut into blocks
+	// of RingBlockKiB that the kernel hands to the reader when full or after
+	// RingBlockTimeout (see capture/README.md, ring geometry).
+	RingMiB          int           `yaml:"ring_mib"`
+	RingBlockKiB     int           `yaml:"ring_block_kib"`
+	RingBlockTimeout time.Duration `yaml:"ring_block_timeout"`
 }
 
 // S3Config selects S3-compatible storage; empty Endpoint means the local folder store.
@@ -191,6 +198,14 @@ func (c *Config) Validate() Problems {
 	}
 	if c.Capture.Linger <= 0 || c.Capture.TCPIdle <= 0 || c.Capture.UDPIdle <= 0 {
 		add("capture.linger, tcp_idle and udp_idle must be positive durations such as 1s")
+	}
+	if c.Capture.RingBlockKiB < capture.MinBlockSize/1024 || c.Capture.RingBlockKiB%4 != 0 {
+		add("capture.ring_block_kib %d: at least %d and a multiple of 4 (a block must hold the largest frame the interface passes up, 64 KiB with GRO/TSO)", c.Capture.RingBlockKiB, capture.MinBlockSize/1024)
+	} else if c.Capture.RingMiB <= 0 || c.Capture.RingMiB*1024 < 2*c.Capture.RingBlockKiB {
+		add("capture.ring_mib %d: must hold at least two blocks of ring_block_kib", c.Capture.RingMiB)
+	}
+	if c.Capture.RingBlockTimeout <= 0 || c.Capture.RingBlockTimeout > time.Second {
+		add("capture.ring_block_timeout %v: between 1ms and 1s", c.Capture.RingBlockTimeout)
 	}
 	if c.S3.Endpoint != "" {
 		if c.S3.Bucket == "" {

@@ -327,7 +327,8 @@ func (s *Sensor) openCapture() error {
 			s.closeCapture()
 			return fmt.Errorf("capture filter: %w", err)
 		}
-		live, err := capture.OpenLive(capture.LiveConfig{Interface: name, Filter: prog, NumBlocks: c.RingBlocks})
+		live, err := capture.OpenLive(capture.LiveConfig{Interface: name, Filter: prog,
+			BlockSize: c.RingBlockKiB * 1024, NumBlocks: c.RingMiB * 1024 / c.RingBlockKiB, BlockTimeout: c.RingBlockTimeout})
 		if err != nil {
 			s.closeCapture()
 			if errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.EACCES) {

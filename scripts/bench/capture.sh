@@ -109,7 +109,7 @@ sensor:
 limits:
   max_sessions: 20000
   max_sessions_per_ip: 20000
-capture: # last: the ladder appends ring_blocks to it
+capture: # last: the ladder appends ring_mib (and ring_block_kib) to it
   max_pending: 20000
 EOF
 SENSOR_ARGS=(--config "$OUT/bench.yaml" --disable s7comm --disable http --disable snmp)
@@ -176,7 +176,9 @@ phase_ladder() {
 	log "ladder, ring $mib MiB for the sensor and for tcpdump: rates $RATES, ${STEP_SECONDS}s each"
 	{
 		cat "$OUT/bench.yaml"
-		echo "  ring_blocks: $mib"
+		echo "  ring_mib: $mib"
+		[ -z "${BLOCK_KIB:-}" ] || echo "  ring_block_kib: $BLOCK_KIB"
+		[ -z "${BLOCK_TIMEOUT:-}" ] || echo "  ring_block_timeout: $BLOCK_TIMEOUT"
 	} >"$cfg"
 	start_sensor "$WORK/$name.out" "$WORK/$name.err" "$NS_S" -- "${SENSOR_ARGS[@]}" --config "$cfg" --data "$data" --listen "$SENSOR_IP"
 	local spid=$SENSOR_PID
