@@ -208,13 +208,24 @@ const (
 	stateClosing
 )
 
+// pendingPacket is a buffered frame of an unregistered flow: its bytes are
+// flow.pendData[off:off+n].
 type pendingPacket struct {
 	ts      time.Time
 	wire    int
-	data    []byte
+	off, n  int
 	fromLow bool
 	flags   uint8
 }
+
+// First capacities of a pending flow's buffers: a handshake and a request or two fit
+// without growing. One slab per flow, not one allocation per frame: on the capture
+// goroutine every allocation brings the next GC cycle nearer, and GC work there is
+// what made the ring overflow under load (docs/BENCHMARKS.md §2b).
+const (
+	pendInitPackets = 4
+	pendInitBytes   = 512
+)
 
 // partStats are the counters of the open part.
 type partStats struct {
@@ -244,6 +255,7 @@ type flow struct {
 
 	// pending
 	pend         []pendingPacket
+	pendData     []byte
 	pendBytes    int64
 	firstFromLow bool
 	firstFlags   uint8
@@ -437,7 +449,12 @@ func (d *Demux) add(f *flow, p Packet, fromLow bool, flags uint8) {
 			d.stats.PendingDropped++
 			return
 		}
-		f.pend = append(f.pend, pendingPacket{ts: ts, wire: p.Length, data: slices.Clone(p.Data), fromLow: fromLow, flags: flags})
+		if f.pend == nil {
+			f.pend = make([]pendingPacket, 0, pendInitPackets)
+			f.pendData = make([]byte, 0, max(pendInitBytes, len(p.Data)))
+		}
+		f.pend = append(f.pend, pendingPacket{ts: ts, wire: p.Length, off: len(f.pendData), n: len(p.Data), fromLow: fromLow, flags: flags})
+		f.pendData = append(f.pendData, p.Data...)
 		f.pendBytes += n
 		d.pendingBytes += n
 		d.stats.PacketsMatched++
@@ -626,7 +643,7 @@ func (d *Demux) expirePending(f *flow) {
 	d.stats.ProbeFlows++
 	d.pendingBytes -= f.pendBytes
 	d.pending--
-	f.pend, f.dead = nil, true
+	f.pend, f.pendData, f.dead = nil, nil, true
 	delete(d.flows, f.key)
 	src, dst := f.high, f.low
 	if f.firstFromLow {
@@ -719,12 +736,12 @@ func (d *Demux) promote(f *flow, t Tuple, id string, clientLow bool) {
 	if f.closeReason != "" {
 		f.state = stateClosing
 	}
-	pend := f.pend
-	f.pend = nil
+	pend, data := f.pend, f.pendData
+	f.pend, f.pendData = nil, nil
 	d.pendingBytes -= f.pendBytes
 	f.pendBytes = 0
 	for _, p := range pend {
-		d.write(f, p.ts, p.data, p.wire, p.fromLow, p.flags)
+		d.write(f, p.ts, data[p.off:p.off+p.n], p.wire, p.fromLow, p.flags)
 	}
 }
 

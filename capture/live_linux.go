@@ -52,9 +52,9 @@ func OpenLive(c LiveConfig) (*Live, error) {
 	return &Live{cfg: c, src: tp, opened: opened, attached: time.Now(), window: true, windowCheck: userSpaceFilter(c.Filter)}, nil
 }
 
-// Run reads packets and calls handle for each, from the calling goroutine, until ctx
-// is done (then it returns nil) or the socket fails. Packet.Data is only valid during
-// handle.
+// Run reads packets and calls handle for each, in order, from one goroutine of its
+// own (see handoff), until ctx is done or the socket fails; it returns (nil when ctx
+// is done) after the last handle call. Packet.Data is only valid during handle.
 func (l *Live) Run(ctx context.Context, handle func(Packet)) error {
 	l.mu.Lock()
 	switch {
@@ -72,6 +72,8 @@ func (l *Live) Run(ctx context.Context, handle func(Packet)) error {
 		l.running = false
 		l.mu.Unlock()
 	}()
+	h := newHandoff(l.cfg.BlockSize, handle)
+	defer h.close()
 	done := ctx.Done()
 	for {
 		select {
@@ -82,6 +84,7 @@ func (l *Live) Run(ctx context.Context, handle func(Packet)) error {
 		data, ci, err := l.src.ZeroCopyReadPacketData()
 		if err != nil {
 			if errors.Is(err, afpacket.ErrTimeout) || errors.Is(err, unix.EINTR) {
+				h.flush() // nothing more came: what is batched goes now
 				continue
 			}
 			return fmt.Errorf("capture: read %s: %w", l.cfg.Interface, err)
@@ -90,7 +93,7 @@ func (l *Live) Run(ctx context.Context, handle func(Packet)) error {
 			l.discarded.Add(1)
 			continue
 		}
-		handle(Packet{Time: ci.Timestamp, Data: data, Length: ci.Length})
+		h.put(Packet{Time: ci.Timestamp, Data: data, Length: ci.Length})
 	}
 }
 

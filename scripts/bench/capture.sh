@@ -18,6 +18,17 @@
 #             same ring bytes (sensor capture.ring_blocks × 1 MiB blocks, tcpdump -B;
 #             libpcap cuts its ring into 256 KiB blocks): 64 MiB is the sensor's
 #             default, 2 MiB is libpcap's default buffer.
+#   replay    the loss-free packet rate beyond what real sessions reach on this
+#             machine: REPLAY_SESSIONS (2000) real sessions are recorded with tcpdump,
+#             their destination MACs rewritten (tcprewrite) so that the sensor
+#             namespace's IP stack ignores the copies while both capture sockets still
+#             see them, and the file is replayed into the veth (tcpreplay) at each
+#             rate of REPLAY_PPS ("max" = --topspeed) for about STEP_SECONDS, once per
+#             ring size in REPLAY_RING_MIB ("2 1"), sensor and tcpdump -w capturing the
+#             same packets with the same ring bytes. The replayed flows are never
+#             registered by a handler: the sensor buffers them as pending flows (up
+#             to its caps), so this measures the capture path (ring, reader, demux),
+#             not the emulation.
 #   memory    IDLE (10000) concurrent idle sessions (one request each, then open):
 #             the sensor's RSS before and with them, per session, and its Go heap,
 #             stacks and goroutines (from /metrics).
@@ -48,13 +59,18 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 . scripts/bench/lib.sh
 
-PHASES=${PHASES:-"complete ladder memory latency"}
+PHASES=${PHASES:-"complete ladder replay memory latency"}
 COMPLETE_SIZES=${COMPLETE_SIZES:-"1000 10000"}
 CONC=${CONC:-50}
 TX=${TX:-3}
 RATES=${RATES:-"1000 2000 4000 max"}
 STEP_SECONDS=${STEP_SECONDS:-2}
 LADDER_RING_MIB=${LADDER_RING_MIB:-"64 8 2"}
+REPLAY_SESSIONS=${REPLAY_SESSIONS:-2000}
+REPLAY_PPS=${REPLAY_PPS:-"50000 100000 200000 400000 max"}
+REPLAY_RING_MIB=${REPLAY_RING_MIB:-"2 1"}
+REPLAY_MAX_LOOPS=${REPLAY_MAX_LOOPS:-40}
+REPLAY_PARALLEL=${REPLAY_PARALLEL:-1}
 IDLE=${IDLE:-10000}
 LAT_N=${LAT_N:-200}
 LAT_INTERVAL=${LAT_INTERVAL:-25ms}
@@ -63,7 +79,7 @@ OUT=${OUT:-$(mktemp -d /dev/shm/pcapot-bench-capture.XXXXXX)}
 WORK="$OUT/work"
 
 require_root
-need_debs tcpdump iproute2 jq curl
+need_debs tcpdump iproute2 jq curl tcpreplay
 want_fds=$((IDLE + 2048))
 if [ "$(ulimit -n)" -lt "$want_fds" ]; then
 	ulimit -n "$want_fds" 2>/dev/null || ulimit -n "$(ulimit -Hn)"
@@ -223,6 +239,70 @@ phase_ladder() {
 		'{phase: "ladder-completeness", ring_mib: $mib, client_sessions: $total, stored_before_sigterm: $stored, sessions_listed: $listed, ended_idle_or_shutdown: $idle, capcheck: $check}' | tee -a "$RESULTS" >&2
 }
 
+phase_replay() {
+	local src="$WORK/replay-recorded.pcap" pcap="$WORK/replay.pcap" data="$WORK/replay-rec" npk mib pps
+	log "replay: recording $REPLAY_SESSIONS real sessions to replay"
+	start_tcpdump "$src"
+	start_sensor "$WORK/replay-rec.out" "$WORK/replay-rec.err" "$NS_S" -- "${SENSOR_ARGS[@]}" --data "$data" --listen "$SENSOR_IP"
+	local spid=$SENSOR_PID
+	client -mode pool -sessions "$REPLAY_SESSIONS" -inflight "$CONC" -tx "$TX" -label replay-record >/dev/null
+	wait_sessions "$data" "$REPLAY_SESSIONS" 60 >/dev/null
+	stop_pid "$spid" 60
+	stop_tcpdump "$src"
+	# A destination MAC that is nobody's: the sensor namespace's stack drops the copies
+	# as PACKET_OTHERHOST (no RST, no SYN-ACK), after both capture sockets saw them.
+	tcprewrite --enet-dmac=02:00:5e:00:53:01 --infile="$src" --outfile="$pcap"
+	npk=$("$TCPDUMP" -nr "$pcap" 2>/dev/null | wc -l)
+	log "replay: $npk packets per pass"
+	for mib in $REPLAY_RING_MIB; do
+		local cfg="$WORK/replay-$mib.yaml" name="replay-${mib}mib"
+		{
+			cat "$OUT/bench.yaml"
+			echo "  ring_mib: $mib"
+			[ -z "${BLOCK_KIB:-}" ] || echo "  ring_block_kib: $BLOCK_KIB"
+			[ -z "${BLOCK_TIMEOUT:-}" ] || echo "  ring_block_timeout: $BLOCK_TIMEOUT"
+		} >"$cfg"
+		start_sensor "$WORK/$name.out" "$WORK/$name.err" "$NS_S" -- "${SENSOR_ARGS[@]}" --config "$cfg" --data "$WORK/$name" --listen "$SENSOR_IP"
+		spid=$SENSOR_PID
+		sleep 1.5
+		for pps in $REPLAY_PPS; do
+			local ref="$WORK/$name-$pps.pcap" args out sent secs rated d0 s0 drops seen td
+			if [ "$pps" = max ]; then
+				args=(--topspeed --loop="$REPLAY_MAX_LOOPS")
+			else
+				args=(--pps="$pps" --loop=$(((pps * STEP_SECONDS + npk - 1) / npk)))
+			fi
+			start_tcpdump "$ref" $((mib * 1024))
+			d0=$(metric pcapot_capture_kernel_drops_total)
+			s0=$(metric pcapot_capture_packets_seen_total)
+			# REPLAY_PARALLEL tcpreplay processes at once (one replayer is bound by its
+			# own CPU): packets sent are summed, the rate is that sum over the longest.
+			local j outs=()
+			for ((j = 0; j < REPLAY_PARALLEL; j++)); do
+				ip netns exec "$NS_A" tcpreplay -q -i "$VA" "${args[@]}" "$pcap" >"$WORK/tcpreplay.$j" 2>&1 &
+			done
+			wait $(jobs -p | tail -n "$REPLAY_PARALLEL") 2>/dev/null || true
+			out=$(cat "$WORK"/tcpreplay.*)
+			rm -f "$WORK"/tcpreplay.*
+			sent=$(awk '/Actual:/ {s += $2} END {print s + 0}' <<<"$out")
+			secs=$(awk '/Actual:/ {for (i = 1; i <= NF; i++) if ($i == "in" && $(i+1) > m) m = $(i+1)} END {print m + 0}' <<<"$out")
+			[ "$sent" -gt 0 ] && [ "$secs" != 0 ] || { echo "$out" >&2; die "tcpreplay printed no rate"; }
+			rated=$(awk -v n="$sent" -v s="$secs" 'BEGIN {printf "%.0f", n / s}')
+			sleep 1.5 # the last blocks (50 ms timeout) and the sensor's drop log
+			stop_tcpdump "$ref"
+			td=$TD_JSON
+			drops=$(($(metric pcapot_capture_kernel_drops_total) - d0))
+			seen=$(($(metric pcapot_capture_packets_seen_total) - s0))
+			rm -f "$ref"
+			jq -c -n --arg pps "$pps" --argjson mib "$mib" --argjson sent "$sent" --argjson secs "$secs" --argjson rated "$rated" \
+				--argjson td "$td" --argjson drops "$drops" --argjson seen "$seen" \
+				'{phase: "replay", ring_mib: $mib, target_pps: $pps, sent: $sent, seconds: $secs, pps: $rated,
+				  tcpdump: $td, sensor_kernel_drops: $drops, sensor_packets_seen: $seen}' | tee -a "$RESULTS" >&2
+		done
+		stop_pid "$spid" 120
+	done
+}
+
 # gomem: the sensor's Go runtime figures (from /metrics) as a JSON object.
 gomem() {
 	local m out="{"
@@ -314,6 +394,7 @@ for phase in $PHASES; do
 	case $phase in
 	complete) for k in $COMPLETE_SIZES; do phase_complete "$k"; done ;;
 	ladder) for mib in $LADDER_RING_MIB; do phase_ladder "$mib"; done ;;
+	replay) phase_replay ;;
 	memory) phase_memory ;;
 	latency) phase_latency ;;
 	*) die "unknown phase $phase" ;;
@@ -353,6 +434,23 @@ has_phase() { jq -s -e --arg p "$1" 'any(.[]; .phase == $p)' "$RESULTS" >/dev/nu
 				(if $sd == 0 and $td == 0 then " — neither dropped at any step, so the ratio is not determined by this run: both are loss-free up to the highest rate this machine generated"
 				 else "; ratio sensor/tcpdump = \(if $t > 0 then ($s / $t * 1000 | round / 1000) else "n/a" end) (steps with drops: sensor \($sd), tcpdump \($td))" end)' "$RESULTS"
 			jq -r --argjson m "$mib" 'select(.phase == "ladder-completeness" and .ring_mib == $m) | "\nladder sessions: client \(.client_sessions), stored within 15 s \(.stored_before_sigterm), listed after SIGTERM \(.sessions_listed) (\(.ended_idle_or_shutdown) ended by idle timeout or shutdown, not by their FIN exchange); completeness over all steps \(.capcheck.completeness*1000|round/1000) (\(.capcheck.matched_packets)/\(.capcheck.ref_packets_for_sessions) frames, \(.capcheck.extra_packets) extra, \(.capcheck.ref_flows_without_session) reference flows without a session; \(.capcheck.sessions_missing_frames) sessions miss frames, \(.capcheck.sessions_missing_frames_not_flagged) of them not flagged; \(.capcheck.sessions_flagged_possibly_incomplete) flagged possibly incomplete)"' "$RESULTS"
+		done
+	fi
+	if has_phase replay; then
+		for mib in $(jq -s -r '[.[] | select(.phase == "replay") | .ring_mib] | unique | .[]' "$RESULTS"); do
+			echo
+			echo "## Loss-free packet rate, replayed traffic, ring $mib MiB for both: sensor and tcpdump -w on the same packets"
+			echo
+			echo "| target packets/s | packets sent | seconds | achieved packets/s | tcpdump received | sensor packets seen | sensor kernel drops | tcpdump dropped by kernel |"
+			echo "|---|---|---|---|---|---|---|---|"
+			jq -r --argjson m "$mib" 'select(.phase == "replay" and .ring_mib == $m) | "| \(.target_pps) | \(.sent) | \(.seconds) | \(.pps|floor) | \(.tcpdump.received) | \(.sensor_packets_seen) | \(.sensor_kernel_drops) | \(.tcpdump.dropped) |"' "$RESULTS"
+			jq -s -r --argjson m "$mib" '[.[] | select(.phase == "replay" and .ring_mib == $m)] | sort_by(.pps) as $l |
+				def lossfree(d): reduce $l[] as $x ({ok: true, r: 0}; if .ok and ($x | d) == 0 then .r = $x.pps else .ok = false end) | .r;
+				lossfree(.sensor_kernel_drops) as $s | lossfree(.tcpdump.dropped) as $t |
+				($l | map(select(.sensor_kernel_drops > 0)) | length) as $sd | ($l | map(select(.tcpdump.dropped > 0)) | length) as $td |
+				"\nhighest loss-free packet rate (zero drops at it and at every lower step): sensor \($s|floor) packets/s, tcpdump \($t|floor) packets/s" +
+				(if $sd == 0 and $td == 0 then " — neither dropped at any step: the ratio is not determined by this run"
+				 else "; ratio sensor/tcpdump = \(if $t > 0 then ($s / $t * 1000 | round / 1000) else "n/a" end) (steps with drops: sensor \($sd), tcpdump \($td))" end)' "$RESULTS"
 		done
 	fi
 	if has_phase memory; then
