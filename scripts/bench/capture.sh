@@ -186,16 +186,22 @@ phase_complete() {
 		tee -a "$RESULTS" >&2
 }
 
+# ring_config FILE MIB: the benchmark configuration with a ring of MIB MiB (and the
+# block size and timeout of BLOCK_KIB and BLOCK_TIMEOUT when set).
+ring_config() {
+	{
+		cat "$OUT/bench.yaml"
+		echo "  ring_mib: $2"
+		[ -z "${BLOCK_KIB:-}" ] || echo "  ring_block_kib: $BLOCK_KIB"
+		[ -z "${BLOCK_TIMEOUT:-}" ] || echo "  ring_block_timeout: $BLOCK_TIMEOUT"
+	} >"$1"
+}
+
 phase_ladder() {
 	local mib=$1 name="ladder-$1mib" refs="" rate ref load td from drops logged d0 s0 seen args total=0
 	local data="$WORK/$name" cfg="$WORK/$name.yaml"
 	log "ladder, ring $mib MiB for the sensor and for tcpdump: rates $RATES, ${STEP_SECONDS}s each"
-	{
-		cat "$OUT/bench.yaml"
-		echo "  ring_mib: $mib"
-		[ -z "${BLOCK_KIB:-}" ] || echo "  ring_block_kib: $BLOCK_KIB"
-		[ -z "${BLOCK_TIMEOUT:-}" ] || echo "  ring_block_timeout: $BLOCK_TIMEOUT"
-	} >"$cfg"
+	ring_config "$cfg" "$mib"
 	start_sensor "$WORK/$name.out" "$WORK/$name.err" "$NS_S" -- "${SENSOR_ARGS[@]}" --config "$cfg" --data "$data" --listen "$SENSOR_IP"
 	local spid=$SENSOR_PID
 	sleep 1.5 # past the sensor's start, so that a step's drops are the step's
@@ -256,12 +262,7 @@ phase_replay() {
 	log "replay: $npk packets per pass"
 	for mib in $REPLAY_RING_MIB; do
 		local cfg="$WORK/replay-$mib.yaml" name="replay-${mib}mib"
-		{
-			cat "$OUT/bench.yaml"
-			echo "  ring_mib: $mib"
-			[ -z "${BLOCK_KIB:-}" ] || echo "  ring_block_kib: $BLOCK_KIB"
-			[ -z "${BLOCK_TIMEOUT:-}" ] || echo "  ring_block_timeout: $BLOCK_TIMEOUT"
-		} >"$cfg"
+		ring_config "$cfg" "$mib"
 		start_sensor "$WORK/$name.out" "$WORK/$name.err" "$NS_S" -- "${SENSOR_ARGS[@]}" --config "$cfg" --data "$WORK/$name" --listen "$SENSOR_IP"
 		spid=$SENSOR_PID
 		sleep 1.5
