@@ -585,11 +585,15 @@ func (s *Sensor) captured(f *capture.Finished) {
 }
 
 // reportProbes logs one summary per source of flows that never reached a protocol
-// handler (SYN scans, RST probes, closed ports) since the last report.
+// handler (SYN scans, RST probes, closed ports) since the last report, in the process
+// log and as an ECS record of the event log.
 func (s *Sensor) reportProbes() {
 	for _, p := range s.demux.Probes() {
 		s.log.Info("probe summary", "source", p.Source.String(), "ports", fmt.Sprint(p.Ports),
 			"flows", p.Flows, "packets", p.Packets, "first", p.First, "last", p.Last)
+		if s.events != nil {
+			s.events.Probe(eventlog.Probe{Source: p.Source, Ports: p.Ports, Flows: p.Flows, Packets: p.Packets, First: p.First, Last: p.Last})
+		}
 	}
 }
 

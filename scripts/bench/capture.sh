@@ -67,7 +67,7 @@ RATES=${RATES:-"1000 2000 4000 max"}
 STEP_SECONDS=${STEP_SECONDS:-2}
 LADDER_RING_MIB=${LADDER_RING_MIB:-"64 8 2"}
 REPLAY_SESSIONS=${REPLAY_SESSIONS:-2000}
-REPLAY_PPS=${REPLAY_PPS:-"50000 100000 200000 400000 max"}
+REPLAY_PPS=${REPLAY_PPS:-"100000 200000 400000 max"} # in all, over REPLAY_PARALLEL replayers
 REPLAY_RING_MIB=${REPLAY_RING_MIB:-"2 1"}
 REPLAY_MAX_LOOPS=${REPLAY_MAX_LOOPS:-40}
 REPLAY_PARALLEL=${REPLAY_PARALLEL:-1}
@@ -271,7 +271,7 @@ phase_replay() {
 			if [ "$pps" = max ]; then
 				args=(--topspeed --loop="$REPLAY_MAX_LOOPS")
 			else
-				args=(--pps="$pps" --loop=$(((pps * STEP_SECONDS + npk - 1) / npk)))
+				args=(--pps=$((pps / REPLAY_PARALLEL)) --loop=$(((pps / REPLAY_PARALLEL * STEP_SECONDS + npk - 1) / npk)))
 			fi
 			start_tcpdump "$ref" $((mib * 1024))
 			d0=$(metric pcapot_capture_kernel_drops_total)

@@ -156,6 +156,7 @@ type queued struct {
 	kind     recordKind
 	s        Session
 	e        Event
+	p        Probe
 	severity int
 	msgID    string
 }
@@ -166,6 +167,7 @@ const (
 	kindStart recordKind = iota
 	kindEvent
 	kindEnd
+	kindProbe
 )
 
 // build returns the ECS record of q.
@@ -175,6 +177,8 @@ func (b builder) build(q *queued) *record {
 		return b.sessionStart(&q.s)
 	case kindEnd:
 		return b.sessionEnd(&q.s)
+	case kindProbe:
+		return b.probe(&q.p)
 	default:
 		return b.event(&q.s, &q.e)
 	}
@@ -240,6 +244,21 @@ func (l *Log) SessionStart(s Session) {
 // SessionEnd logs the end of session s, with its counters, pcaps and STIX ids.
 func (l *Log) SessionEnd(s Session) {
 	l.publish(&queued{kind: kindEnd, s: s, severity: syslogInfo, msgID: "session-end"})
+}
+
+// Probe is a summary of the flows one source sent that never reached a protocol
+// handler (SYN scans, closed ports, flows over a limit): capture.ProbeSummary.
+type Probe struct {
+	Source netip.Addr
+	// Ports are the destination ports probed, ascending.
+	Ports          []uint16
+	Flows, Packets int
+	First, Last    time.Time
+}
+
+// Probe logs probe summary p.
+func (l *Log) Probe(p Probe) {
+	l.publish(&queued{kind: kindProbe, p: p, severity: syslogNotice, msgID: "probe-summary"})
 }
 
 // Event logs protocol event e of session s (s needs its identity fields only). Both

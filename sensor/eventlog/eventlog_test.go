@@ -565,3 +565,57 @@ func TestTruncation(t *testing.T) {
 		t.Errorf("detail has %d keys, want %d", len(v.(map[string]any)), maxDetailFields)
 	}
 }
+
+func TestProbeRecord(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "events.ndjson")
+	now := time.Date(2026, 3, 14, 9, 27, 0, 0, time.UTC)
+	l, err := New(Config{Path: path, Observer: testObserver, Now: func() time.Time { return now }}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := now.Add(-30 * time.Second)
+	for _, p := range []Probe{
+		{Source: netip.MustParseAddr("::ffff:198.51.100.9"), Ports: []uint16{102, 502}, Flows: 3, Packets: 7, First: first, Last: first.Add(2 * time.Second)},
+		{Source: netip.MustParseAddr("2001:db8::9"), Ports: []uint16{161}, Flows: 1, Packets: 1, First: first, Last: first},
+	} {
+		l.Probe(p)
+	}
+	if err := l.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	recs := tail(t, path, 2, 10*time.Second)
+	if len(recs) != 2 {
+		t.Fatalf("%d records", len(recs))
+	}
+	v4, v6 := recs[0], recs[1]
+	for _, rec := range recs {
+		for _, c := range []struct {
+			path string
+			k    kind
+		}{
+			{"@timestamp", timestamp}, {"event.created", timestamp}, {"event.start", timestamp}, {"event.end", timestamp},
+			{"event.duration", integer}, {"event.id", str}, {"source.ip", ipAddr}, {"network.packets", integer},
+			{"pcapot.probe.flows", integer}, {"pcapot.sensor_id", str}, {"message", str},
+		} {
+			checkKind(t, rec, c.path, c.k)
+		}
+		want(t, rec, "event.kind", "event")
+		want(t, rec, "event.category", []any{"network"})
+		want(t, rec, "event.type", []any{"connection"})
+		want(t, rec, "event.action", ActionProbeSummary)
+		want(t, rec, "event.dataset", DatasetProbe)
+		for _, p := range []string{"pcapot.session_id", "source.port", "destination", "network.community_id", "pcapot.ics"} {
+			absent(t, rec, p) // a probe is no session
+		}
+	}
+	want(t, v4, "source.ip", "198.51.100.9") // v4-mapped address unmapped
+	want(t, v4, "network.type", "ipv4")
+	want(t, v4, "pcapot.probe.ports", []any{102, 502})
+	want(t, v4, "pcapot.probe.flows", 3)
+	want(t, v4, "network.packets", 7)
+	want(t, v4, "event.duration", (2 * time.Second).Nanoseconds())
+	want(t, v4, "@timestamp", "2026-03-14T09:26:32.000000Z")
+	want(t, v6, "source.ip", "2001:db8::9")
+	want(t, v6, "network.type", "ipv6")
+	want(t, v6, "related.ip", []any{"2001:db8::9"})
+}

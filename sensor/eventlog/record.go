@@ -21,12 +21,14 @@ const ECSVersion = "8.11.0"
 const (
 	ActionSessionStart = "session-start"
 	ActionSessionEnd   = "session-end"
+	ActionProbeSummary = "probe-summary"
 )
 
 // Datasets (event.dataset).
 const (
 	DatasetSession  = "pcapot.session"
 	DatasetProtocol = "pcapot.protocol"
+	DatasetProbe    = "pcapot.probe"
 )
 
 // Caps on attacker-controlled content in one record. Longer values are cut (on a UTF-8
@@ -46,8 +48,8 @@ type record struct {
 	ECS         ecsField      `json:"ecs"`
 	Message     string        `json:"message"`
 	Event       eventField    `json:"event"`
-	Source      endpointField `json:"source"`
-	Destination endpointField `json:"destination"`
+	Source      endpointField `json:"source,omitzero"`
+	Destination endpointField `json:"destination,omitzero"`
 	Network     networkField  `json:"network"`
 	Observer    observerField `json:"observer"`
 	Related     relatedField  `json:"related"`
@@ -124,7 +126,7 @@ type hashField struct {
 }
 
 type pcapotField struct {
-	SessionID          string     `json:"session_id"`
+	SessionID          string     `json:"session_id,omitempty"`
 	SensorID           string     `json:"sensor_id,omitempty"`
 	Service            string     `json:"service,omitempty"`
 	PossiblyIncomplete *bool      `json:"possibly_incomplete,omitempty"`
@@ -137,6 +139,12 @@ type pcapotField struct {
 	PCAP  *pcapField  `json:"pcap,omitempty"`
 	PCAPs []pcapField `json:"pcaps,omitempty"`
 	ICS   *icsField   `json:"ics,omitempty"`
+	Probe *probeField `json:"probe,omitempty"`
+}
+
+type probeField struct {
+	Flows int   `json:"flows"`
+	Ports []int `json:"ports"`
 }
 
 type stixField struct {
@@ -480,4 +488,53 @@ func fieldKey(k string) string {
 		}
 	}
 	return string(b)
+}
+
+// probe is the record of a probe summary: the flows one source sent that never reached
+// a protocol handler.
+func (b builder) probe(p *Probe) *record {
+	first, last := orNow(p.First, b.now), orNow(p.Last, b.now)
+	if last.Before(first) {
+		last = first
+	}
+	r := &record{
+		Timestamp: ts(last),
+		ECS:       ecsField{Version: ECSVersion},
+		Event: eventField{
+			Kind:     "event",
+			Category: []string{"network"},
+			Type:     []string{"connection"},
+			Action:   ActionProbeSummary,
+			Dataset:  DatasetProbe,
+			Module:   "pcapot",
+			ID:       newEventID(),
+			Created:  ts(b.now()),
+			Start:    ts(first),
+			End:      ts(last),
+			Severity: 2,
+		},
+		Network:  networkField{Direction: "ingress"},
+		Observer: b.obs,
+		Pcapot:   pcapotField{SensorID: b.sensor, Probe: &probeField{Flows: max(p.Flows, 0), Ports: make([]int, 0, len(p.Ports))}},
+	}
+	d := last.Sub(first).Nanoseconds()
+	r.Event.Duration = &d
+	packets := int64(max(p.Packets, 0))
+	r.Network.Packets = &packets
+	if src := p.Source.Unmap().WithZone(""); src.IsValid() {
+		r.Source = endpointField{IP: src.String(), Address: src.String(), Packets: &packets}
+		r.Related.IP = []string{src.String()}
+		r.Network.Type = "ipv4"
+		if src.Is6() {
+			r.Network.Type = "ipv6"
+		}
+	}
+	ports := make([]string, 0, len(p.Ports))
+	for _, port := range p.Ports {
+		r.Pcapot.Probe.Ports = append(r.Pcapot.Probe.Ports, int(port))
+		ports = append(ports, strconv.Itoa(int(port)))
+	}
+	r.Message = fmt.Sprintf("probes from %s that reached no emulated service: %d flows, %d packets, ports %s",
+		r.Source.IP, r.Pcapot.Probe.Flows, packets, strings.Join(ports, ","))
+	return r
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -24,6 +25,7 @@ import (
 func TestSIEMEndToEnd(t *testing.T) {
 	testenv.RequireRoot(t)
 	mbpoll := testenv.LookPath(t, "mbpoll")
+	nmap := testenv.LookPath(t, "nmap")
 	checker, err := stixcheck.New(filepath.Join("..", "..", "..", "..", "shared", "stix2-json-schemas"))
 	if err != nil {
 		t.Fatal(err)
@@ -38,6 +40,11 @@ func TestSIEMEndToEnd(t *testing.T) {
 		"--api", fmt.Sprintf("127.0.0.1:%d", apiPort), "--api-token", "siem-key-0123456789abcdef")
 	if out, err := exec.Command(mbpoll, "-m", "tcp", "-p", fmt.Sprint(port), "-a", "1", "-r", "1", "-c", "4", "-1", "127.0.0.1").CombinedOutput(); err != nil {
 		t.Fatalf("mbpoll: %v\n%s", err, out)
+	}
+	// A SYN scan of the same port: the handshake never completes, so no handler sees
+	// it; it is reported as a probe (at shutdown at the latest).
+	if out, err := exec.Command(nmap, "-sS", "-Pn", "-n", "-p", fmt.Sprint(port), "127.0.0.1").CombinedOutput(); err != nil {
+		t.Fatalf("nmap -sS: %v\n%s", err, out)
 	}
 	base := fmt.Sprintf("http://127.0.0.1:%d/taxii2/pcapot/collections/%s/objects/", apiPort, api.IncidentsCollectionID)
 	get := func(token string) (*http.Response, []byte) {
@@ -109,13 +116,26 @@ func TestSIEMEndToEnd(t *testing.T) {
 				Transport   string `json:"transport"`
 			} `json:"network"`
 			Source struct {
-				Port int `json:"port"`
+				IP   string `json:"ip"`
+				Port int    `json:"port"`
 			} `json:"source"`
+			Pcapot struct {
+				Probe *struct {
+					Flows int   `json:"flows"`
+					Ports []int `json:"ports"`
+				} `json:"probe"`
+			} `json:"pcapot"`
 		}
 		if err := json.Unmarshal(sc.Bytes(), &rec); err != nil {
 			t.Fatalf("event log line is not JSON: %v\n%s", err, sc.Text())
 		}
 		kinds[rec.Event.Action]++
+		if rec.Event.Action == "probe-summary" {
+			if p := rec.Pcapot.Probe; rec.Source.IP != "127.0.0.1" || p == nil || p.Flows < 1 || !slices.Contains(p.Ports, port) {
+				t.Errorf("probe summary does not report the SYN scan of port %d: %s", port, sc.Text())
+			}
+			continue
+		}
 		if rec.Network.Transport != "tcp" || rec.Source.Port == 0 || !strings.HasPrefix(rec.Network.CommunityID, "1:") {
 			t.Errorf("record lacks ECS network fields: %s", sc.Text())
 		}
@@ -125,7 +145,7 @@ func TestSIEMEndToEnd(t *testing.T) {
 			t.Errorf("one session, two community ids: %s and %s", community, rec.Network.CommunityID)
 		}
 	}
-	if kinds["session-start"] != 1 || kinds["session-end"] != 1 || len(kinds) < 3 {
-		t.Errorf("event log actions %v: want one session-start, one session-end and protocol events", kinds)
+	if kinds["session-start"] != 1 || kinds["session-end"] != 1 || kinds["probe-summary"] != 1 || len(kinds) < 4 {
+		t.Errorf("event log actions %v: want one session-start, one session-end, one probe-summary and protocol events", kinds)
 	}
 }
