@@ -88,6 +88,11 @@ const (
 	fragTimeout = 30 * time.Second
 	// maxFrags caps the datagram ids remembered for fragment matching.
 	maxFrags = 16384
+	// Caps on non-first fragments that wait for their datagram's first fragment:
+	// datagrams, fragments per datagram, bytes in all.
+	maxEarlyDatagrams = 1024
+	maxEarlyFrags     = 64
+	maxEarlyBytes     = 4 << 20
 	// maxProbePorts caps the distinct ports kept per probe source.
 	maxProbePorts = 64
 )
@@ -188,7 +193,7 @@ type Stats struct {
 	PacketsMatched      uint64 // written to a session or buffered in a pending flow
 	PacketsUnparsed     uint64 // not Ethernet/IP/TCP/UDP, or truncated
 	Fragments           uint64 // non-first fragments given to their flow
-	FragmentsLost       uint64 // non-first fragments without a known first fragment
+	FragmentsLost       uint64 // non-first fragments whose first fragment was not seen within fragTimeout, or over the early-fragment caps
 	KernelDrops         uint64
 	WriteErrors         uint64
 }
@@ -274,6 +279,16 @@ type flow struct {
 	seenAny   bool // a packet reached a part
 }
 
+// earlyFrags are the non-first fragments of one datagram that arrived before its first
+// fragment (reordered on the way, or sent last first, as some stacks and evasion tools
+// do): they wait, up to fragTimeout, and go into the first fragment's flow before it,
+// in the order they arrived.
+type earlyFrags struct {
+	pkts  []pendingPacket // bytes in data; fromLow and flags unused
+	data  []byte
+	first time.Time
+}
+
 type fragEntry struct {
 	f       *flow
 	fromLow bool
@@ -297,6 +312,8 @@ type Demux struct {
 	now          time.Time // latest packet or Tick time
 	flows        map[flowKey]*flow
 	frags        map[fragKey]*fragEntry
+	early        map[fragKey]*earlyFrags
+	earlyBytes   int64
 	probes       map[netip.Addr]*ProbeSummary
 	ready        []*Finished
 	pending      int
@@ -318,6 +335,7 @@ func NewDemux(cfg Config, logger *slog.Logger, emit func(*Finished)) *Demux {
 		emit:   emit,
 		flows:  make(map[flowKey]*flow),
 		frags:  make(map[fragKey]*fragEntry),
+		early:  make(map[fragKey]*earlyFrags),
 		probes: make(map[netip.Addr]*ProbeSummary),
 	}
 }
@@ -356,9 +374,10 @@ func (d *Demux) advance(t time.Time) {
 }
 
 func (d *Demux) handleFragment(p Packet, pi *pinfo) {
-	e := d.frags[pi.fragKey()]
+	k := pi.fragKey()
+	e := d.frags[k]
 	if e == nil || e.f.dead {
-		d.stats.FragmentsLost++
+		d.holdEarly(k, p)
 		return
 	}
 	e.seen = p.Time
@@ -384,10 +403,49 @@ func (d *Demux) handleFlow(p Packet, pi *pinfo) {
 			return
 		}
 	}
-	if pi.frag && len(d.frags) < maxFrags {
-		d.frags[pi.fragKey()] = &fragEntry{f: f, fromLow: srcLow, seen: p.Time}
+	if pi.frag {
+		k := pi.fragKey()
+		if len(d.frags) < maxFrags {
+			d.frags[k] = &fragEntry{f: f, fromLow: srcLow, seen: p.Time}
+		}
+		if ef := d.early[k]; ef != nil { // fragments that came before this first one
+			delete(d.early, k)
+			d.earlyBytes -= int64(len(ef.data))
+			for _, ep := range ef.pkts {
+				d.stats.Fragments++
+				d.add(f, Packet{Time: ep.ts, Data: ef.data[ep.off : ep.off+ep.n], Length: ep.wire}, srcLow, 0)
+			}
+		}
 	}
 	d.add(f, p, srcLow, pi.flags)
+}
+
+// holdEarly keeps a non-first fragment whose first fragment has not been seen, within
+// the early-fragment caps; beyond them it is counted lost.
+func (d *Demux) holdEarly(k fragKey, p Packet) {
+	ef := d.early[k]
+	if ef == nil {
+		if len(d.early) >= maxEarlyDatagrams {
+			d.stats.FragmentsLost++
+			return
+		}
+		ef = &earlyFrags{first: p.Time}
+		d.early[k] = ef
+	}
+	if len(ef.pkts) >= maxEarlyFrags || d.earlyBytes+int64(len(p.Data)) > maxEarlyBytes {
+		d.stats.FragmentsLost++
+		return
+	}
+	ef.pkts = append(ef.pkts, pendingPacket{ts: p.Time, wire: p.Length, off: len(ef.data), n: len(p.Data)})
+	ef.data = append(ef.data, p.Data...)
+	d.earlyBytes += int64(len(p.Data))
+}
+
+// dropEarly forgets the early fragments of k, counting them lost.
+func (d *Demux) dropEarly(k fragKey, ef *earlyFrags) {
+	d.stats.FragmentsLost += uint64(len(ef.pkts))
+	d.earlyBytes -= int64(len(ef.data))
+	delete(d.early, k)
 }
 
 // newFlow creates the entry for a flow's first packet: registered at once with
@@ -779,6 +837,11 @@ func (d *Demux) Tick(now time.Time) {
 			delete(d.frags, k)
 		}
 	}
+	for k, ef := range d.early {
+		if now.Sub(ef.first) >= fragTimeout {
+			d.dropEarly(k, ef)
+		}
+	}
 	d.mu.Unlock()
 	d.flush()
 }
@@ -819,6 +882,9 @@ func (d *Demux) Close(now time.Time) {
 		d.finalize(f, reason)
 	}
 	clear(d.frags)
+	for k, ef := range d.early {
+		d.dropEarly(k, ef)
+	}
 	d.closed = true
 	d.mu.Unlock()
 	d.flush()
@@ -829,7 +895,7 @@ func (d *Demux) Stats() Stats {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	s := d.stats
-	s.Pending, s.Active, s.BufferedBytes = d.pending, d.active, d.buffered+d.pendingBytes
+	s.Pending, s.Active, s.BufferedBytes = d.pending, d.active, d.buffered+d.pendingBytes+d.earlyBytes
 	return s
 }
 

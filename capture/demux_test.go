@@ -711,6 +711,50 @@ func TestDemuxFragments(t *testing.T) {
 	}
 }
 
+// TestDemuxEarlyFragments checks that non-first fragments that arrive before their
+// datagram's first fragment (reordered, or sent last first) still land in the
+// session, in arrival order, and that ones whose first fragment never comes are
+// counted lost, also after the fragment timeout.
+func TestDemuxEarlyFragments(t *testing.T) {
+	t.Parallel()
+	for _, v6 := range []bool{false, true} {
+		t.Run(fmt.Sprint("v6=", v6), func(t *testing.T) {
+			t.Parallel()
+			d, s := newTestDemux(t, Config{})
+			c, srv := mustAddr("192.0.2.10"), mustAddr("10.0.0.2")
+			if v6 {
+				c, srv = mustAddr("2001:db8::10"), mustAddr("2001:db8::5")
+			}
+			tu := Tuple{ProtoUDP, netip.AddrPortFrom(c, 5000), netip.AddrPortFrom(srv, 161)}
+			mk := func(frag string, id uint32, ms int) Packet {
+				fs := frameSpec{proto: ProtoUDP, src: c, dst: srv, sport: 5000, dport: 161, payload: bytes.Repeat([]byte("f"), 64), frag: frag, fragID: id}
+				b := fs.build(t)
+				return Packet{Time: t0.Add(time.Duration(ms) * time.Millisecond), Data: b, Length: len(b)}
+			}
+			// A fragmented request sent last fragment first, then a whole datagram.
+			pkts := []Packet{mk("last", 9, 0), mk("middle", 9, 1), mk("first", 9, 2), mk("", 0, 3)}
+			if err := d.Register(tu, "early"); err != nil {
+				t.Fatal(err)
+			}
+			feed(d, pkts...)
+			feed(d, mk("last", 10, 4)) // its first fragment never comes
+			d.Tick(t0.Add(fragTimeout + time.Second))
+			if st := d.Stats(); st.Fragments != 2 || st.FragmentsLost != 1 {
+				t.Errorf("after the fragment timeout: %+v", st)
+			}
+			d.Close(t0.Add(fragTimeout + 2*time.Second))
+			got := s.parts()
+			if len(got) != 1 {
+				t.Fatalf("%d parts", len(got))
+			}
+			samePackets(t, frames(t, got[0].PCAP), pkts)
+			if got[0].ClientPackets != 4 {
+				t.Errorf("client packets %d", got[0].ClientPackets)
+			}
+		})
+	}
+}
+
 func TestDemuxAutoRegister(t *testing.T) {
 	t.Parallel()
 	n := 0
