@@ -665,27 +665,34 @@ func TestDemuxSameHost(t *testing.T) {
 	}
 }
 
+// fragFlow is a UDP flow client:5000 -> server:161 (IPv4 or IPv6) whose packets mk
+// builds: frag is "", "first", "middle" or "last", from the client or the server.
+func fragFlow(t *testing.T, v6 bool) (c, srv netip.Addr, tu Tuple, mk func(frag string, id uint32, from netip.Addr, ms int) Packet) {
+	c, srv = mustAddr("192.0.2.10"), mustAddr("10.0.0.2")
+	if v6 {
+		c, srv = mustAddr("2001:db8::10"), mustAddr("2001:db8::5")
+	}
+	tu = Tuple{ProtoUDP, netip.AddrPortFrom(c, 5000), netip.AddrPortFrom(srv, 161)}
+	mk = func(frag string, id uint32, from netip.Addr, ms int) Packet {
+		to := srv
+		sp, dp := uint16(5000), uint16(161)
+		if from == srv {
+			to, sp, dp = c, 161, 5000
+		}
+		fs := frameSpec{proto: ProtoUDP, src: from, dst: to, sport: sp, dport: dp, payload: bytes.Repeat([]byte("f"), 64), frag: frag, fragID: id}
+		b := fs.build(t)
+		return Packet{Time: t0.Add(time.Duration(ms) * time.Millisecond), Data: b, Length: len(b)}
+	}
+	return c, srv, tu, mk
+}
+
 func TestDemuxFragments(t *testing.T) {
 	t.Parallel()
 	for _, v6 := range []bool{false, true} {
 		t.Run(fmt.Sprint("v6=", v6), func(t *testing.T) {
 			t.Parallel()
 			d, s := newTestDemux(t, Config{})
-			c, srv := mustAddr("192.0.2.10"), mustAddr("10.0.0.2")
-			if v6 {
-				c, srv = mustAddr("2001:db8::10"), mustAddr("2001:db8::5")
-			}
-			tu := Tuple{ProtoUDP, netip.AddrPortFrom(c, 5000), netip.AddrPortFrom(srv, 161)}
-			mk := func(frag string, id uint32, from netip.Addr, ms int) Packet {
-				to := srv
-				sp, dp := uint16(5000), uint16(161)
-				if from == srv {
-					to, sp, dp = c, 161, 5000
-				}
-				fs := frameSpec{proto: ProtoUDP, src: from, dst: to, sport: sp, dport: dp, payload: bytes.Repeat([]byte("f"), 64), frag: frag, fragID: id}
-				b := fs.build(t)
-				return Packet{Time: t0.Add(time.Duration(ms) * time.Millisecond), Data: b, Length: len(b)}
-			}
+			c, srv, tu, mk := fragFlow(t, v6)
 			pkts := []Packet{
 				mk("", 0, c, 0),
 				mk("first", 7, srv, 1), // fragmented response
@@ -721,23 +728,14 @@ func TestDemuxEarlyFragments(t *testing.T) {
 		t.Run(fmt.Sprint("v6=", v6), func(t *testing.T) {
 			t.Parallel()
 			d, s := newTestDemux(t, Config{})
-			c, srv := mustAddr("192.0.2.10"), mustAddr("10.0.0.2")
-			if v6 {
-				c, srv = mustAddr("2001:db8::10"), mustAddr("2001:db8::5")
-			}
-			tu := Tuple{ProtoUDP, netip.AddrPortFrom(c, 5000), netip.AddrPortFrom(srv, 161)}
-			mk := func(frag string, id uint32, ms int) Packet {
-				fs := frameSpec{proto: ProtoUDP, src: c, dst: srv, sport: 5000, dport: 161, payload: bytes.Repeat([]byte("f"), 64), frag: frag, fragID: id}
-				b := fs.build(t)
-				return Packet{Time: t0.Add(time.Duration(ms) * time.Millisecond), Data: b, Length: len(b)}
-			}
+			c, _, tu, mk := fragFlow(t, v6)
 			// A fragmented request sent last fragment first, then a whole datagram.
-			pkts := []Packet{mk("last", 9, 0), mk("middle", 9, 1), mk("first", 9, 2), mk("", 0, 3)}
+			pkts := []Packet{mk("last", 9, c, 0), mk("middle", 9, c, 1), mk("first", 9, c, 2), mk("", 0, c, 3)}
 			if err := d.Register(tu, "early"); err != nil {
 				t.Fatal(err)
 			}
 			feed(d, pkts...)
-			feed(d, mk("last", 10, 4)) // its first fragment never comes
+			feed(d, mk("last", 10, c, 4)) // its first fragment never comes
 			d.Tick(t0.Add(fragTimeout + time.Second))
 			if st := d.Stats(); st.Fragments != 2 || st.FragmentsLost != 1 {
 				t.Errorf("after the fragment timeout: %+v", st)
