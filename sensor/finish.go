@@ -5,8 +5,12 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"maps"
 	"net"
 	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -127,18 +131,26 @@ func assemble(sensor incidents.Sensor, store incidents.Store, spec protocols.Spe
 		EventsDropped:  r.eventsDropped + r.filesDropped,
 	}
 	rec := &record{bundleKey: bundleKey}
-	for _, p := range parts {
+	for i, p := range parts {
 		key := pcapKey
 		if p.Part > 1 {
 			if key, err = incidents.PartKey(pcapKey, p.Part); err != nil {
 				return nil, err
 			}
 		}
-		sum := hex.EncodeToString(p.SHA256[:])
+		body, sum := p.PCAP, hex.EncodeToString(p.SHA256[:])
+		if p.Format == capture.FormatPCAPNG {
+			// The emulator's events become comments of the packets that caused them;
+			// the annotated file is the part, hashed here as it is made.
+			if body, err = capture.AnnotatePCAPNG(p.PCAP, partNotes(r.events, parts, i)); err != nil {
+				return nil, err
+			}
+			sum = sha256hex(body)
+		}
 		is.PCAPs = append(is.PCAPs, incidents.PCAP{
-			Key: key, URL: store.URL(key), SHA256: sum, Size: int64(len(p.PCAP)), MimeType: p.MimeType, Part: p.Part,
+			Key: key, URL: store.URL(key), SHA256: sum, Size: int64(len(body)), MimeType: p.MimeType, Part: p.Part,
 		})
-		rec.objects = append(rec.objects, incidents.Object{Key: key, Body: p.PCAP, Meta: incidents.Meta{ContentType: p.MimeType, SHA256: sum, Size: int64(len(p.PCAP))}})
+		rec.objects = append(rec.objects, incidents.Object{Key: key, Body: body, Meta: incidents.Meta{ContentType: p.MimeType, SHA256: sum, Size: int64(len(body))}})
 		is.ClientPackets += int64(p.ClientPackets)
 		is.ServerPackets += int64(p.ServerPackets)
 		is.ClientBytes += p.ClientBytes
@@ -197,6 +209,67 @@ func assemble(sensor incidents.Sensor, store incidents.Store, spec protocols.Spe
 func sha256hex(b []byte) string {
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
+}
+
+// partNotes returns the events of part i of parts (those from its start, or from the
+// session's start for the first part, to the next part's start) as packet notes.
+func partNotes(events []protocols.Event, parts []*capture.Finished, i int) []capture.Note {
+	var notes []capture.Note
+	for _, e := range events {
+		if i > 0 && e.Time.Before(parts[i].Start) || i+1 < len(parts) && !e.Time.Before(parts[i+1].Start) {
+			continue
+		}
+		notes = append(notes, capture.Note{Time: e.Time, Text: eventNote(e)})
+	}
+	return notes
+}
+
+// eventNote is the one-line packet comment of an emulator event, such as
+// "pcapot modbus read_holding_registers code=3 unit=1 area=holding_registers ...".
+func eventNote(e protocols.Event) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "pcapot %s %s", noteWord(e.Protocol), noteWord(e.Op))
+	if e.Code != 0 {
+		fmt.Fprintf(&b, " code=%d", e.Code)
+	}
+	if e.Unit > 0 {
+		fmt.Fprintf(&b, " unit=%d", e.Unit)
+	}
+	if e.Area != "" {
+		fmt.Fprintf(&b, " area=%s", noteWord(e.Area))
+	}
+	if e.Address != 0 || e.Quantity != 0 {
+		fmt.Fprintf(&b, " address=%d quantity=%d", e.Address, e.Quantity)
+	}
+	if len(e.Data) > 0 {
+		fmt.Fprintf(&b, " data_len=%d", len(e.Data))
+	}
+	if e.Exception != 0 {
+		fmt.Fprintf(&b, " exception=%d", e.Exception)
+	}
+	if e.Write {
+		b.WriteString(" write")
+	}
+	for _, k := range slices.Sorted(maps.Keys(e.Detail)) {
+		fmt.Fprintf(&b, " %s=%s", noteWord(k), noteWord(e.Detail[k]))
+	}
+	return b.String()
+}
+
+// noteWord is s as it is when it is a plain word (letters, digits, "_.-:/"), else
+// quoted in Go syntax with everything but printable ASCII escaped: attacker text (an
+// area, an HTTP path, an SNMP community, an operation some emulators take from the
+// request) can then neither break the comment's line nor pass for another field.
+func noteWord(s string) string {
+	for _, c := range []byte(s) {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("_.-:/", c) >= 0) {
+			return strconv.QuoteToASCII(s)
+		}
+	}
+	if s == "" {
+		return `""`
+	}
+	return s
 }
 
 func toIncidentEvent(e protocols.Event) incidents.Event {
