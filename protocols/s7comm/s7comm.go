@@ -5,7 +5,6 @@
 package s7comm
 
 import (
-	"bufio"
 	"context"
 	"encoding/hex"
 	"errors"
@@ -205,6 +204,9 @@ type Handler struct {
 	now  func() time.Time
 	boot time.Time
 	dev  *device
+	// bufs lends TPDU buffers (the largest TPKT body a session accepts) while a
+	// packet is read and answered: an idle session holds none.
+	bufs *protocols.BufferPool
 }
 
 var _ protocols.StreamHandler = (*Handler)(nil)
@@ -218,7 +220,7 @@ func New(env protocols.Env, cfg *Config) (*Handler, error) {
 		return nil, err
 	}
 	env = env.WithDefaults()
-	h := &Handler{cfg: *cfg, now: env.Now, boot: env.Boot}
+	h := &Handler{cfg: *cfg, now: env.Now, boot: env.Boot, bufs: protocols.NewBufferPool(max(cfg.MaxTPDUSize, 1024))}
 	h.cfg.Slots = slices.Clone(cfg.Slots)
 	if env.Identity != nil {
 		h.id = *env.Identity
@@ -326,7 +328,6 @@ func (h *Handler) ServeStream(ctx context.Context, s protocols.Session, conn net
 		h:    h,
 		s:    s,
 		conn: conn,
-		r:    bufio.NewReaderSize(conn, 4096),
 	}
 	err := c.serve()
 	// The peer hanging up, resetting or going silent ends a session normally.
@@ -341,7 +342,7 @@ type session struct {
 	h    *Handler
 	s    protocols.Session
 	conn net.Conn
-	r    *bufio.Reader
+	hdr  [TPKTHeaderLen]byte
 
 	connected bool
 	localRef  uint16
@@ -365,15 +366,14 @@ type session struct {
 var errClose = errors.New("close")
 
 func (c *session) serve() error {
-	hdr := make([]byte, TPKTHeaderLen)
-	buf := make([]byte, 0, 1024)
+	hdr := c.hdr[:]
 	for {
 		// One deadline per TPKT: a packet must arrive completely within the idle
 		// timeout, however slowly its bytes trickle in.
 		if err := c.conn.SetReadDeadline(time.Now().Add(c.h.cfg.IdleTimeout)); err != nil {
 			return err
 		}
-		if _, err := io.ReadFull(c.r, hdr); err != nil {
+		if _, err := io.ReadFull(c.conn, hdr); err != nil {
 			return err
 		}
 		n, err := ParseTPKTHeader(hdr)
@@ -385,17 +385,26 @@ func (c *session) serve() error {
 			c.emitMalformed("tpkt_too_long", ErrBadLength, hdr)
 			return nil
 		}
-		buf = buf[:n-TPKTHeaderLen]
-		if _, err := io.ReadFull(c.r, buf); err != nil {
-			return err
-		}
-		if err := c.handleTPDU(buf); err != nil {
+		if err := c.readAndHandle(n - TPKTHeaderLen); err != nil {
 			if errors.Is(err, errClose) {
 				return nil
 			}
 			return err
 		}
 	}
+}
+
+// readAndHandle reads a TPDU of n bytes into a buffer borrowed from the handler's pool
+// (n is at most maxTPKT, which the pool's buffers hold) and handles it; nothing keeps
+// the buffer after (events and reassembly copy what they keep).
+func (c *session) readAndHandle(n int) error {
+	bp := c.h.bufs.Get()
+	defer c.h.bufs.Put(bp)
+	buf := (*bp)[:n]
+	if _, err := io.ReadFull(c.conn, buf); err != nil {
+		return err
+	}
+	return c.handleTPDU(buf)
 }
 
 // maxTPKT bounds an incoming TPKT: the negotiated TPDU size, with slack up to 1024
