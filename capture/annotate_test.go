@@ -61,12 +61,8 @@ func TestAnnotatePCAPNG(t *testing.T) {
 	}
 	cv := newConv(t, ProtoTCP, "192.0.2.10:40000", "10.0.0.2:502", t0)
 	pkts := append(cv.handshake(), cv.exchange(2)...) // SYN, SYN-ACK, ACK, then request/response twice
-	var inbound []int
 	for i, p := range pkts {
 		in := i != 1 && (i < 3 || (i-3)%2 == 0) // the client's packets
-		if in {
-			inbound = append(inbound, i)
-		}
 		if err := w.write(p.Time, p.Data, p.Length, in); err != nil {
 			t.Fatal(err)
 		}

@@ -93,7 +93,7 @@ func (f *FolderStore) Put(ctx context.Context, key string, body []byte, m Meta) 
 	case err != nil:
 		return fail(err)
 	case bytes.Equal(existing, body):
-		if old != nil && *old == (sidecar{m.ContentType, m.SHA256, m.Size}) {
+		if old != nil && *old == sidecar(m) {
 			return nil
 		}
 		// Same content, sidecar missing or stale: rewrite it below.
@@ -107,7 +107,7 @@ func (f *FolderStore) Put(ctx context.Context, key string, body []byte, m Meta) 
 	if err := mkdirAllSync(f.root, filepath.Dir(dataPath)); err != nil {
 		return fail(err)
 	}
-	sc, err := json.Marshal(sidecar{m.ContentType, m.SHA256, m.Size})
+	sc, err := json.Marshal(sidecar(m))
 	if err != nil {
 		return fail(err)
 	}

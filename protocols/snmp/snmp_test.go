@@ -1201,7 +1201,7 @@ func TestRateLimit(t *testing.T) {
 		t.Error("another source is limited too")
 	}
 	clk.advance(200 * time.Millisecond) // two tokens
-	if !send(s) || !send(s) || send(s) {
+	if first, second, third := send(s), send(s), send(s); !first || !second || third {
 		t.Error("tokens do not refill at the rate")
 	}
 	var limited int

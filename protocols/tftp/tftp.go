@@ -186,7 +186,7 @@ func New(env protocols.Env, cfg *Config) (*Handler, error) {
 	for i, f := range cfg.Files {
 		name, ok := cleanName(expand(f.Path))
 		if !ok || name == "" || len(name) > 255 {
-			return nil, fmt.Errorf("tftp: %w: files[%d]: path %q: want a file name without ..", protocols.ErrConfig, i, f.Path)
+			return nil, fmt.Errorf("tftp: %w: files[%d]: path %q: want a file name without a \"..\" element", protocols.ErrConfig, i, f.Path)
 		}
 		if _, dup := h.files[name]; dup {
 			return nil, fmt.Errorf("tftp: %w: files[%d]: %s twice", protocols.ErrConfig, i, name)
