@@ -132,10 +132,16 @@ func (s *Sensor) serveAPI(ctx context.Context) {
 }
 
 func (s *Sensor) logSession(sess *session) eventlog.Session {
-	return eventlog.Session{
-		ID: sess.id, Protocol: sess.spec.Name, Service: sess.spec.Service, Transport: string(sess.spec.Transport),
-		Client: sess.tuple.Client, Server: sess.tuple.Server, Start: sess.started,
-	}
+	var ls eventlog.Session
+	setLogSession(&ls, sess)
+	return ls
+}
+
+// setLogSession sets the identity fields of ls, field by field: in place, with no
+// copy of the whole struct on the caller's stack.
+func setLogSession(ls *eventlog.Session, sess *session) {
+	ls.ID, ls.Protocol, ls.Service, ls.Transport = sess.id, sess.spec.Name, sess.spec.Service, string(sess.spec.Transport)
+	ls.Client, ls.Server, ls.Start = sess.tuple.Client, sess.tuple.Server, sess.started
 }
 
 func (s *Sensor) observeStart(sess *session) {
@@ -150,14 +156,19 @@ func (s *Sensor) observeStart(sess *session) {
 // docs/BENCHMARKS.md, memory per idle session).
 func (s *Sensor) observeEvent(sess *session, e *protocols.Event) {
 	s.metrics.Event(sess.spec.Name, e.Write)
-	if s.events == nil {
-		return
+	if s.events != nil {
+		s.logEvent(sess, e)
 	}
-	ls := s.logSession(sess)
-	s.events.Event(&ls, &eventlog.Event{
-		Time: e.Time, Protocol: e.Protocol, Op: e.Op, Code: e.Code, Unit: e.Unit, Area: e.Area,
-		Address: e.Address, Quantity: e.Quantity, Data: e.Data, Exception: e.Exception, Write: e.Write, Detail: e.Detail,
-	})
+}
+
+// logEvent queues e's event log record, made on the heap (see eventlog.Log.Event).
+func (s *Sensor) logEvent(sess *session, e *protocols.Event) {
+	r := new(eventlog.EventRecord)
+	setLogSession(&r.Session, sess)
+	ev := &r.Event
+	ev.Time, ev.Protocol, ev.Op, ev.Code, ev.Unit, ev.Area = e.Time, e.Protocol, e.Op, e.Code, e.Unit, e.Area
+	ev.Address, ev.Quantity, ev.Data, ev.Exception, ev.Write, ev.Detail = e.Address, e.Quantity, e.Data, e.Exception, e.Write, e.Detail
+	s.events.Event(r)
 }
 
 // observeEnd records a completed session (rec is nil when its incident could not be built).

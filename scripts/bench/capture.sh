@@ -29,7 +29,8 @@
 #             registered by a handler: the sensor buffers them as pending flows (up
 #             to its caps), so this measures the capture path (ring, reader, demux),
 #             not the emulation.
-#   memory    IDLE (10000) concurrent idle sessions (one request each, then open):
+#   memory    IDLE (10000) concurrent idle sessions (one request each, then open;
+#             IDLE_PROTO=s7: S7comm sessions after COTP connect + Setup Communication):
 #             the sensor's RSS before and with them, per session, and its Go heap,
 #             stacks and goroutines (from /metrics).
 #   latency   on 127.0.0.1 (root namespace): LAT_N sessions LAT_INTERVAL apart; time
@@ -72,6 +73,7 @@ REPLAY_RING_MIB=${REPLAY_RING_MIB:-"2 1"}
 REPLAY_MAX_LOOPS=${REPLAY_MAX_LOOPS:-40}
 REPLAY_PARALLEL=${REPLAY_PARALLEL:-1}
 IDLE=${IDLE:-10000}
+IDLE_PROTO=${IDLE_PROTO:-modbus} # or s7: the idle sessions are S7comm (COTP + Setup Communication, port 102)
 LAT_N=${LAT_N:-200}
 LAT_INTERVAL=${LAT_INTERVAL:-25ms}
 TCPDUMP_BUFFER_KIB=${TCPDUMP_BUFFER_KIB:-65536} # tcpdump -B outside the ladder: like the sensor's 64 MiB ring
@@ -314,16 +316,19 @@ gomem() {
 }
 
 phase_memory() {
-	local data="$WORK/memory" base base_hwm rss hwm threads est load stored go0 go1
-	log "memory: $IDLE concurrent idle sessions"
-	start_sensor "$WORK/memory.out" "$WORK/memory.err" "$NS_S" -- "${SENSOR_ARGS[@]}" --data "$data" --listen "$SENSOR_IP"
+	local data="$WORK/memory" base base_hwm rss hwm threads est load stored go0 go1 port=502 sargs=("${SENSOR_ARGS[@]}") cargs=()
+	if [ "$IDLE_PROTO" = s7 ]; then
+		port=102 sargs=(--config "$OUT/bench.yaml" --disable http --disable snmp) cargs=(-s7 -addr "$SENSOR_IP:102")
+	fi
+	log "memory: $IDLE concurrent idle $IDLE_PROTO sessions"
+	start_sensor "$WORK/memory.out" "$WORK/memory.err" "$NS_S" -- "${sargs[@]}" --data "$data" --listen "$SENSOR_IP"
 	local spid=$SENSOR_PID
 	sleep 2
 	base=$(rss_kib "$spid")
 	base_hwm=$(awk '/^VmHWM:/ {print $2}' "/proc/$spid/status")
 	go0=$(gomem)
 	mkfifo "$WORK/hold.ctl"
-	client -mode hold -conns "$IDLE" -inflight 200 -label "idle-$IDLE" <"$WORK/hold.ctl" >"$WORK/hold.json" 2>"$WORK/hold.err" &
+	client -mode hold -conns "$IDLE" -inflight 200 -label "idle-$IDLE" "${cargs[@]}" <"$WORK/hold.ctl" >"$WORK/hold.json" 2>"$WORK/hold.err" &
 	local cpid=$!
 	BG_PIDS+=("$cpid")
 	exec 7>"$WORK/hold.ctl" # the client holds the connections until this closes
@@ -341,7 +346,7 @@ phase_memory() {
 	hwm=$(awk '/^VmHWM:/ {print $2}' "/proc/$spid/status")
 	threads=$(awk '/^Threads:/ {print $2}' "/proc/$spid/status")
 	go1=$(gomem)
-	est=$(ip netns exec "$NS_S" ss -Htn state established '( sport = :502 )' | wc -l)
+	est=$(ip netns exec "$NS_S" ss -Htn state established "( sport = :$port )" | wc -l)
 	exec 7>&-
 	wait "$cpid" || true
 	load=$(cat "$WORK/hold.json")
@@ -351,7 +356,8 @@ phase_memory() {
 	jq -c -n --argjson n "$IDLE" --argjson load "$load" --argjson base "$base" --argjson rss "$rss" --argjson hwm "$hwm" \
 		--argjson bhwm "$base_hwm" --argjson threads "$threads" --argjson est "$est" --argjson stored "$stored" \
 		--argjson go0 "$go0" --argjson go1 "$go1" \
-		'{phase: "memory", idle_sessions: $n, client: $load, established_at_sensor: $est, rss_base_kib: $base, rss_base_hwm_kib: $bhwm,
+		--arg proto "$IDLE_PROTO" \
+		'{phase: "memory", protocol: $proto, idle_sessions: $n, client: $load, established_at_sensor: $est, rss_base_kib: $base, rss_base_hwm_kib: $bhwm,
 		  rss_idle_kib: $rss, hwm_kib: $hwm, threads: $threads, per_session_kib: (($rss - $base) / $n), rss_over_sessions_kib: ($rss / $n),
 		  go_before: $go0, go_idle: $go1,
 		  per_session_heap_inuse_kib: (($go1.heap_inuse_bytes - $go0.heap_inuse_bytes) / 1024 / $n),
@@ -456,7 +462,7 @@ has_phase() { jq -s -e --arg p "$1" 'any(.[]; .phase == $p)' "$RESULTS" >/dev/nu
 	fi
 	if has_phase memory; then
 		echo
-		echo "## Memory with idle sessions"
+		echo "## Memory with idle $IDLE_PROTO sessions"
 		echo
 		echo "| idle sessions held (client) | established at sensor | RSS before | RSS with them | (RSS − before) per session | RSS ÷ sessions | VmHWM | threads | bundles after close |"
 		echo "|---|---|---|---|---|---|---|---|---|"

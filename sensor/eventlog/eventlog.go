@@ -155,7 +155,7 @@ type Log struct {
 type queued struct {
 	kind     recordKind
 	s        Session
-	e        Event
+	ev       *EventRecord
 	p        Probe
 	severity int
 	msgID    string
@@ -180,7 +180,7 @@ func (b builder) build(q *queued) *record {
 	case kindProbe:
 		return b.probe(&q.p)
 	default:
-		return b.event(&q.s, &q.e)
+		return b.event(&q.ev.Session, &q.ev.Event)
 	}
 }
 
@@ -261,12 +261,20 @@ func (l *Log) Probe(p Probe) {
 	l.publish(&queued{kind: kindProbe, p: p, severity: syslogNotice, msgID: "probe-summary"})
 }
 
-// Event logs protocol event e of session s (s needs its identity fields only). Both
-// are copied: the caller keeps them. They are pointers so that a protocol handler's
-// call stays shallow (a handler goroutine's stack is what an idle session costs).
-func (l *Log) Event(s *Session, e *Event) {
-	q := &queued{kind: kindEvent, s: *s, e: *e, severity: syslogNotice, msgID: "protocol-event"}
-	if e.Write {
+// EventRecord is a protocol event and its session (which needs its identity fields
+// only).
+type EventRecord struct {
+	Session Session
+	Event   Event
+}
+
+// Event logs r. The log keeps r: the caller must not change it after the call. A
+// protocol handler's goroutine calls this for every request, so the record is made
+// by the caller (on the heap) and only queued here: what the handler's stack holds is
+// what every idle session keeps.
+func (l *Log) Event(r *EventRecord) {
+	q := &queued{kind: kindEvent, ev: r, severity: syslogNotice, msgID: "protocol-event"}
+	if r.Event.Write {
 		q.severity = syslogWarning
 	}
 	l.publish(q)

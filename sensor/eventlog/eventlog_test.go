@@ -227,7 +227,7 @@ func TestNDJSONTailECSTypes(t *testing.T) {
 	}()
 	l.SessionStart(testSess)
 	for _, e := range testEvents {
-		l.Event(&testSess, &e)
+		l.Event(&EventRecord{Session: testSess, Event: e})
 	}
 	l.SessionEnd(endedSession())
 	wg.Wait()
@@ -544,7 +544,7 @@ func TestTruncation(t *testing.T) {
 	for i := 0; i < 100; i++ {
 		detail[fmt.Sprintf("k%03d", i)] = "v"
 	}
-	l.Event(&testSess, &Event{Op: "http_request", Area: strings.Repeat("/a", 5000), Data: bytes.Repeat([]byte{1}, 5000), Detail: detail, Unit: -1})
+	l.Event(&EventRecord{Session: testSess, Event: Event{Op: "http_request", Area: strings.Repeat("/a", 5000), Data: bytes.Repeat([]byte{1}, 5000), Detail: detail, Unit: -1}})
 	if err := l.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}

@@ -54,7 +54,7 @@ func logThree(t *testing.T, cfg SyslogConfig) *Log {
 		t.Fatal(err)
 	}
 	l.SessionStart(testSess)
-	l.Event(&testSess, &testEvents[1])
+	l.Event(&EventRecord{Session: testSess, Event: testEvents[1]})
 	l.SessionEnd(endedSession())
 	return l
 }

@@ -208,16 +208,23 @@ func (m *Metrics) Event(protocol string, write bool) {
 	}
 	c, ok := m.eventCounters.Load(protocol)
 	if !ok {
-		c, _ = m.eventCounters.LoadOrStore(protocol, &[2]prometheus.Counter{
-			m.events.WithLabelValues(label(protocol), "read"),
-			m.events.WithLabelValues(label(protocol), "write"),
-		})
+		c = m.addEventCounters(protocol)
 	}
 	i := 0
 	if write {
 		i = 1
 	}
 	c.(*[2]prometheus.Counter)[i].Inc()
+}
+
+// addEventCounters creates the counters of a protocol's first event: a function of its
+// own, so that Event's frame on the handlers' stacks stays small.
+func (m *Metrics) addEventCounters(protocol string) any {
+	c, _ := m.eventCounters.LoadOrStore(protocol, &[2]prometheus.Counter{
+		m.events.WithLabelValues(label(protocol), "read"),
+		m.events.WithLabelValues(label(protocol), "write"),
+	})
+	return c
 }
 
 // EventsOverCap counts n events dropped because a session reached its event cap.

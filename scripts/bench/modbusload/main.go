@@ -16,7 +16,9 @@
 //	hold    -conns N -inflight C: opens N connections (at most C being opened at
 //	        once), sends one transaction on each and keeps them all open; prints
 //	        "HELD n" on stderr when all are held, then waits for -hold-time or for
-//	        stdin to close, and closes them all.
+//	        stdin to close, and closes them all. With -s7 the connections go to an
+//	        S7comm server (ISO-on-TCP, port 102) and the one exchange on each is the
+//	        S7 handshake instead: COTP connection request, then Setup Communication.
 //
 // -src a,b,c binds the connections to these local addresses in turn (several source
 // addresses give more ports than one, and spread a per-address session limit).
@@ -57,6 +59,7 @@ type config struct {
 	count    uint
 	src      []net.IP
 	label    string
+	s7       bool
 }
 
 // result is the JSON line the scripts read.
@@ -103,6 +106,7 @@ func main() {
 	flag.UintVar(&c.count, "count", 10, "registers per read (1-125)")
 	flag.StringVar(&src, "src", "", "comma-separated local source addresses, used in turn")
 	flag.StringVar(&c.label, "label", "", "label copied into the JSON result")
+	flag.BoolVar(&c.s7, "s7", false, "hold: S7comm connections (COTP connect + Setup Communication) instead of Modbus")
 	flag.Parse()
 	if c.count < 1 || c.count > 125 || c.unit > 255 || c.start > 65535 {
 		fatalf("bad -count, -unit or -start")
@@ -120,6 +124,9 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
+	if c.s7 && c.mode != "hold" {
+		fatalf("-s7 is for -mode hold")
+	}
 	var r *result
 	switch c.mode {
 	case "closed": // a pool with one worker per connection, one session each
@@ -269,6 +276,50 @@ func (cl *client) transact() (time.Duration, error) {
 	return time.Since(t0), nil
 }
 
+// The S7 handshake of a client such as snap7: a COTP connection request (TPDU size
+// 1024, source TSAP 0x0100, destination TSAP 0x0101: rack 0, slot 1, an S7-1200) and an S7 Setup
+// Communication job (1 job each way, PDU 480).
+var (
+	s7ConnRequest = []byte{0x03, 0x00, 0x00, 0x16, 0x11, 0xe0, 0x00, 0x00, 0x00, 0x01, 0x00,
+		0xc0, 0x01, 0x0a, 0xc1, 0x02, 0x01, 0x00, 0xc2, 0x02, 0x01, 0x01}
+	s7Setup = []byte{0x03, 0x00, 0x00, 0x19, 0x02, 0xf0, 0x80,
+		0x32, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x08, 0x00, 0x00,
+		0xf0, 0x00, 0x00, 0x01, 0x00, 0x01, 0x01, 0xe0}
+)
+
+// s7Handshake connects COTP and sets up S7 communication, checking that the answers
+// are a connection confirm and an Ack-Data.
+func (cl *client) s7Handshake() (time.Duration, error) {
+	if err := cl.conn.SetDeadline(time.Now().Add(cl.c.timeout)); err != nil {
+		return 0, err
+	}
+	t0 := time.Now()
+	for i, req := range [][]byte{s7ConnRequest, s7Setup} {
+		if _, err := cl.conn.Write(req); err != nil {
+			return 0, err
+		}
+		var hdr [4]byte
+		if _, err := io.ReadFull(cl.conn, hdr[:]); err != nil {
+			return 0, err
+		}
+		n := int(binary.BigEndian.Uint16(hdr[2:]))
+		if hdr[0] != 3 || n < 7 || n > 4096 {
+			return 0, fmt.Errorf("s7: bad TPKT header % x", hdr)
+		}
+		body := make([]byte, n-4)
+		if _, err := io.ReadFull(cl.conn, body); err != nil {
+			return 0, err
+		}
+		switch {
+		case i == 0 && body[1]&0xf0 != 0xd0:
+			return 0, fmt.Errorf("s7: COTP answer 0x%02x, want a connection confirm", body[1])
+		case i == 1 && (len(body) < 5 || body[3] != 0x32 || body[4] != 0x03):
+			return 0, fmt.Errorf("s7: setup answer % x, want Ack-Data", body[:min(len(body), 12)])
+		}
+	}
+	return time.Since(t0), nil
+}
+
 // session runs connect, n transactions, close.
 func (s *stats) session(ctx context.Context, c *config, n int) {
 	cl, ct, err := s.dial(ctx, c)
@@ -373,7 +424,11 @@ func runHold(ctx context.Context, c *config) *result {
 				s.fail(err)
 				return
 			}
-			d, err := cl.transact()
+			transact := cl.transact
+			if c.s7 {
+				transact = cl.s7Handshake
+			}
+			d, err := transact()
 			if err != nil {
 				cl.conn.Close()
 				s.failed.Add(1)
