@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
@@ -167,7 +168,10 @@ func (s *Sensor) logEvent(sess *session, e *protocols.Event) {
 	setLogSession(&r.Session, sess)
 	ev := &r.Event
 	ev.Time, ev.Protocol, ev.Op, ev.Code, ev.Unit, ev.Area = e.Time, e.Protocol, e.Op, e.Code, e.Unit, e.Area
-	ev.Address, ev.Quantity, ev.Data, ev.Exception, ev.Write, ev.Detail = e.Address, e.Quantity, e.Data, e.Exception, e.Write, e.Detail
+	// The writer goroutine reads the record later: the detail map is copied, so that a
+	// handler that broke the Emit contract and changed it could not crash the sensor
+	// with a concurrent map access (a changed Data would only be wrong, not fatal).
+	ev.Address, ev.Quantity, ev.Data, ev.Exception, ev.Write, ev.Detail = e.Address, e.Quantity, e.Data, e.Exception, e.Write, maps.Clone(e.Detail)
 	s.events.Event(r)
 }
 

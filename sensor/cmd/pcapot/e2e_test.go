@@ -26,11 +26,18 @@ import (
 )
 
 // buildBinary compiles the pcapot command once per test binary (pure Go, as shipped).
+// buildBinary builds the sensor as shipped (CGO_ENABLED=0), or, with
+// PCAPOT_TEST_RACE=1, with the race detector (which needs cgo): a race then makes the
+// sensor exit with status 66, which fails the test that stops it.
 func buildBinary(t *testing.T) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "pcapot")
 	cmd := exec.Command("go", "build", "-o", bin, ".")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if os.Getenv("PCAPOT_TEST_RACE") == "1" {
+		cmd = exec.Command("go", "build", "-race", "-o", bin, ".")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=1")
+	}
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
