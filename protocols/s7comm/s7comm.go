@@ -447,25 +447,48 @@ func (c *session) handleTPDU(b []byte) error {
 		return c.handleCR(t)
 	case TPDUData:
 		if !c.connected {
-			// Data on a transport connection that does not exist: refuse it.
-			c.emit(protocols.Event{Op: "cotp_data_unconnected", Code: TPDUData, Exception: ReasonProtocolError})
-			_ = c.write(AppendTPKT(nil, AppendDisconnectRequest(nil, 0, c.h.dev.allocRef(), ReasonProtocolError)))
-			return errClose
+			return c.refuseData()
 		}
 		return c.handleDT(t)
 	case TPDUDisconnRequest:
-		c.emit(protocols.Event{Op: "cotp_disconnect", Code: TPDUDisconnRequest})
-		if len(t.Header) >= 6 {
-			src := uint16(t.Header[4])<<8 | uint16(t.Header[5])
-			_ = c.write(AppendTPKT(nil, AppendDisconnectConfirm(nil, src, c.localRef)))
-		}
-		return errClose
+		return c.disconnect(t)
 	default:
-		// Class 0 knows CR, CC, DR, DT and ER only; anything else is rejected with an
-		// ER TPDU (ISO 8073 §6.22) and the connection stays as it is.
-		c.emit(protocols.Event{Op: "cotp_invalid_tpdu", Code: int(t.Code), Exception: RejectInvalidTPDUType})
-		return c.write(AppendTPKT(nil, AppendErrorTPDU(nil, c.peerRef, RejectInvalidTPDUType, t.Header)))
+		return c.rejectTPDU(t)
 	}
+}
+
+// The rare branches of the request path are methods of their own: every frame on the
+// path adds to the stack that each idle session's goroutine keeps, and an event
+// literal in a branch takes its room in the frame whether the branch runs or not.
+
+// refuseData answers data on a transport connection that does not exist.
+func (c *session) refuseData() error {
+	c.emit(protocols.Event{Op: "cotp_data_unconnected", Code: TPDUData, Exception: ReasonProtocolError})
+	_ = c.write(AppendTPKT(nil, AppendDisconnectRequest(nil, 0, c.h.dev.allocRef(), ReasonProtocolError)))
+	return errClose
+}
+
+// disconnect confirms a disconnect request and ends the session.
+func (c *session) disconnect(t TPDU) error {
+	c.emit(protocols.Event{Op: "cotp_disconnect", Code: TPDUDisconnRequest})
+	if len(t.Header) >= 6 {
+		src := uint16(t.Header[4])<<8 | uint16(t.Header[5])
+		_ = c.write(AppendTPKT(nil, AppendDisconnectConfirm(nil, src, c.localRef)))
+	}
+	return errClose
+}
+
+// rejectTPDU answers a TPDU class 0 does not know (it knows CR, CC, DR, DT and ER) with
+// an ER TPDU (ISO 8073 §6.22); the connection stays as it is.
+func (c *session) rejectTPDU(t TPDU) error {
+	c.emit(protocols.Event{Op: "cotp_invalid_tpdu", Code: int(t.Code), Exception: RejectInvalidTPDUType})
+	return c.write(AppendTPKT(nil, AppendErrorTPDU(nil, c.peerRef, RejectInvalidTPDUType, t.Header)))
+}
+
+// unsupported answers a job or userdata the CPU refuses (Ack 0x8104), with why.
+func (c *session) unsupported(h Header, code int, why string) []byte {
+	c.emit(protocols.Event{Op: "unsupported_function", Code: code, Exception: 0x8104, Detail: map[string]string{"error": why}})
+	return c.ack(h.PDURef, 0x81, 0x04)
 }
 
 func tsapString(b []byte) string {
@@ -560,8 +583,7 @@ func (c *session) acceptTSAP(called []byte) (bool, string) {
 func (c *session) handleDT(t TPDU) error {
 	eot, data, err := ParseDataTPDU(t)
 	if err != nil {
-		c.emit(protocols.Event{Op: "cotp_invalid_tpdu", Code: TPDUData, Exception: RejectInvalidParamVal})
-		return c.write(AppendTPKT(nil, AppendErrorTPDU(nil, c.peerRef, RejectInvalidParamVal, t.Header)))
+		return c.rejectDT(t)
 	}
 	if len(c.assembly)+len(data) > maxPDUBytes || c.fragments >= maxFragments {
 		c.emitMalformed("cotp_reassembly", ErrBadLength, nil)
@@ -580,14 +602,25 @@ func (c *session) handleDT(t TPDU) error {
 	}
 	c.requests++
 	if c.h.cfg.MaxRequests > 0 && c.requests > c.h.cfg.MaxRequests {
-		c.emit(protocols.Event{Op: "session_limit", Detail: map[string]string{"max_requests": strconv.Itoa(c.h.cfg.MaxRequests)}})
-		return errClose
+		return c.requestLimit()
 	}
 	resp, err := c.handlePDU(pdu)
 	if err != nil || len(resp) == 0 {
 		return err
 	}
 	return c.write(resp)
+}
+
+// rejectDT answers a DT TPDU with a bad parameter with an ER TPDU.
+func (c *session) rejectDT(t TPDU) error {
+	c.emit(protocols.Event{Op: "cotp_invalid_tpdu", Code: TPDUData, Exception: RejectInvalidParamVal})
+	return c.write(AppendTPKT(nil, AppendErrorTPDU(nil, c.peerRef, RejectInvalidParamVal, t.Header)))
+}
+
+// requestLimit ends a session at its request limit.
+func (c *session) requestLimit() error {
+	c.emit(protocols.Event{Op: "session_limit", Detail: map[string]string{"max_requests": strconv.Itoa(c.h.cfg.MaxRequests)}})
+	return errClose
 }
 
 // sendPDU frames an S7 PDU into DT TPDUs of the negotiated size.
@@ -623,29 +656,30 @@ func (c *session) handlePDU(pdu []byte) ([]byte, error) {
 		return c.handleJob(h, params, data), nil
 	case ROSCTRUserdata:
 		if c.pduSize == 0 {
-			c.emit(protocols.Event{Op: "unsupported_function", Code: ROSCTRUserdata, Exception: 0x8104, Detail: map[string]string{"error": "no setup communication"}})
-			return c.ack(h.PDURef, 0x81, 0x04), nil
+			return c.unsupported(h, ROSCTRUserdata, "no setup communication"), nil
 		}
 		return c.handleUserdata(h, params, data), nil
 	default:
 		// Acks and unknown PDU types sent to a server are ignored.
-		c.emit(protocols.Event{Op: "unexpected_pdu", Code: int(h.ROSCTR)})
+		c.unexpected(h)
 		return nil, nil
 	}
 }
 
+func (c *session) unexpected(h Header) {
+	c.emit(protocols.Event{Op: "unexpected_pdu", Code: int(h.ROSCTR)})
+}
+
 func (c *session) handleJob(h Header, params, data []byte) []byte {
 	if len(params) == 0 {
-		c.emit(protocols.Event{Op: "unsupported_function", Code: -1, Exception: 0x8104, Detail: map[string]string{"error": "empty parameter"}})
-		return c.ack(h.PDURef, 0x81, 0x04)
+		return c.unsupported(h, -1, "empty parameter")
 	}
 	fn := params[0]
 	if fn == FuncSetupComm {
 		return c.setupComm(h, params)
 	}
 	if c.pduSize == 0 {
-		c.emit(protocols.Event{Op: "unsupported_function", Code: int(fn), Exception: 0x8104, Detail: map[string]string{"error": "no setup communication"}})
-		return c.ack(h.PDURef, 0x81, 0x04)
+		return c.unsupported(h, int(fn), "no setup communication")
 	}
 	switch fn {
 	case FuncReadVar:
@@ -657,16 +691,20 @@ func (c *session) handleJob(h Header, params, data []byte) []byte {
 	case FuncPIService:
 		return c.piService(h, params)
 	}
-	op := "unsupported_function"
-	c.emit(protocols.Event{Op: op, Code: int(fn), Exception: 0x8104, Write: fn >= FuncReqDownload && fn <= FuncDownloadEnd})
+	return c.unsupportedJob(h, fn)
+}
+
+// unsupportedJob refuses a job function the emulator does not serve (Ack 0x8104); the
+// download functions count as writes.
+func (c *session) unsupportedJob(h Header, fn byte) []byte {
+	c.emit(protocols.Event{Op: "unsupported_function", Code: int(fn), Exception: 0x8104, Write: fn >= FuncReqDownload && fn <= FuncDownloadEnd})
 	return c.ack(h.PDURef, 0x81, 0x04)
 }
 
 func (c *session) setupComm(h Header, params []byte) []byte {
 	s, err := ParseSetup(params)
 	if err != nil {
-		c.emit(protocols.Event{Op: "setup_communication", Code: FuncSetupComm, Exception: 0x8104, Detail: map[string]string{"error": err.Error()}})
-		return c.ack(h.PDURef, 0x81, 0x04)
+		return c.badSetup(h, err)
 	}
 	req := s
 	pdu := min(int(s.PDUSize), c.h.cfg.MaxPDUSize)
@@ -685,6 +723,11 @@ func (c *session) setupComm(h Header, params []byte) []byte {
 		"pdu_size_negotiated": strconv.Itoa(pdu),
 	}})
 	return c.frame(AppendPDU(nil, Header{ROSCTR: ROSCTRAckData, PDURef: h.PDURef}, AppendSetup(nil, s), nil))
+}
+
+func (c *session) badSetup(h Header, err error) []byte {
+	c.emit(protocols.Event{Op: "setup_communication", Code: FuncSetupComm, Exception: 0x8104, Detail: map[string]string{"error": err.Error()}})
+	return c.ack(h.PDURef, 0x81, 0x04)
 }
 
 // areaName names an area in events: "DB1", "M", "I", "Q"...
