@@ -301,6 +301,9 @@ type Handler struct {
 	extra   []headerLine
 	date    string // Date layout
 	order   *headerOrder
+	// bufs lends read buffers to connections that have bytes to work on: an idle
+	// keep-alive connection holds none.
+	bufs *protocols.BufferPool
 }
 
 var _ protocols.StreamHandler = (*Handler)(nil)
@@ -357,6 +360,7 @@ func New(env protocols.Env, cfg *Config) (*Handler, error) {
 	}
 	env = env.WithDefaults()
 	h := &Handler{
+		bufs:  protocols.NewBufferPool(readChunk),
 		cfg:   *cfg,
 		lim:   Limits{MaxHeaderBytes: cfg.MaxHeaderBytes, MaxURIBytes: cfg.MaxURIBytes, MaxHeaders: cfg.MaxHeaders},
 		id:    *env.Identity,
@@ -738,6 +742,7 @@ var funcs = ttemplate.FuncMap{
 // it, or ctx is cancelled. io.EOF, timeouts and resets are a normal end (nil).
 func (h *Handler) ServeStream(ctx context.Context, s protocols.Session, nc net.Conn) error {
 	c := &conn{h: h, s: s, nc: nc, ctx: ctx}
+	defer c.release()
 	stop := context.AfterFunc(ctx, func() { _ = nc.SetDeadline(time.Now()) })
 	defer stop()
 	for n := 1; ; n++ {
@@ -784,12 +789,14 @@ func (c *conn) lingerClose() {
 
 // conn is the state of one connection.
 type conn struct {
-	h   *Handler
-	s   protocols.Session
-	nc  net.Conn
-	ctx context.Context
-	buf []byte // received, not yet consumed bytes
-	out []byte
+	h    *Handler
+	s    protocols.Session
+	nc   net.Conn
+	ctx  context.Context
+	buf  []byte  // received, not yet consumed bytes
+	bufp *[]byte // the pool's buffer behind buf, while held
+	out  []byte
+	peek [64]byte // what an idle connection waits with
 }
 
 // reply is the answer to one request.
@@ -972,13 +979,26 @@ func (c *conn) fill(deadline time.Time, limit int) error {
 	if err := c.ctx.Err(); err != nil {
 		return err
 	}
-	n := min(limit-len(c.buf), 4096)
+	n := min(limit-len(c.buf), readChunk)
 	if n <= 0 {
 		return fmt.Errorf("%w: buffer full", ErrHeaderTooLarge)
 	}
-	c.buf = slices.Grow(c.buf, n)
-	m, err := c.nc.Read(c.buf[len(c.buf) : len(c.buf)+n])
-	c.buf = c.buf[:len(c.buf)+m]
+	var m int
+	var err error
+	if len(c.buf) == 0 {
+		// Nothing unconsumed: the buffer goes back to the pool while the connection
+		// waits (idle keep-alive connections are common), with a small one of its own.
+		c.release()
+		m, err = c.nc.Read(c.peek[:min(n, len(c.peek))])
+		if m > 0 {
+			c.bufp = c.h.bufs.Get()
+			c.buf = append((*c.bufp)[:0], c.peek[:m]...)
+		}
+	} else {
+		c.buf = slices.Grow(c.buf, n)
+		m, err = c.nc.Read(c.buf[len(c.buf) : len(c.buf)+n])
+		c.buf = c.buf[:len(c.buf)+m]
+	}
 	if m > 0 {
 		return nil // a pending error comes back on the next read
 	}
@@ -986,6 +1006,19 @@ func (c *conn) fill(deadline time.Time, limit int) error {
 		err = io.ErrNoProgress
 	}
 	return err
+}
+
+// readChunk is what one read may add to a connection's buffer, and the size of the
+// pool's buffers.
+const readChunk = 4096
+
+// release hands the read buffer back to the pool (buf grown past it is dropped).
+func (c *conn) release() {
+	if c.bufp != nil {
+		c.h.bufs.Put(c.bufp)
+		c.bufp = nil
+	}
+	c.buf = nil
 }
 
 // consume drops the first n buffered bytes; pipelined bytes after them stay.
@@ -1201,6 +1234,9 @@ func (c *conn) write(req *Request, r reply) error {
 		return err
 	}
 	_, err = c.nc.Write(c.out)
+	if cap(c.out) > readChunk {
+		c.out = nil // a large page is not kept for the connection's whole life
+	}
 	return err
 }
 

@@ -1331,3 +1331,39 @@ func TestNmapFingerprints(t *testing.T) {
 		})
 	}
 }
+
+// sizedConn records the size of every read buffer the handler offers.
+type sizedConn struct {
+	memConn
+	reads []int
+}
+
+func (c *sizedConn) Read(p []byte) (int, error) {
+	c.reads = append(c.reads, len(p))
+	return c.memConn.Read(p)
+}
+
+// TestIdleConnectionHoldsNoBuffer checks that a keep-alive connection with nothing
+// unconsumed waits with its small peek buffer, not a read buffer of its own, and that
+// requests longer than the peek buffer are still answered whole, one after the other.
+func TestIdleConnectionHoldsNoBuffer(t *testing.T) {
+	env := protocoltest.Env(t, testIdentity())
+	h, err := New(env, NewConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := "GET /does-not-exist HTTP/1.1\r\nHost: plc\r\nUser-Agent: " + strings.Repeat("x", 200) + "\r\n\r\n"
+	conn := &sizedConn{memConn: memConn{in: bytes.NewReader([]byte(req + req))}}
+	sess := protocoltest.NewSession(t, netip.MustParseAddrPort("127.0.0.1:80"), netip.MustParseAddrPort("127.0.0.1:40000"))
+	if err := h.ServeStream(context.Background(), sess, conn); err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(conn.out.String(), "HTTP/1.1 404 "); n != 2 {
+		t.Fatalf("%d answers, want 2:\n%s", n, conn.out.String())
+	}
+	// The first read of each request (idle: nothing unconsumed) and the last one
+	// (at EOF, after the second request) use the 64-byte peek buffer.
+	if len(conn.reads) == 0 || conn.reads[0] != 64 || conn.reads[len(conn.reads)-1] != 64 {
+		t.Fatalf("read sizes %v: idle reads should offer the 64-byte peek buffer", conn.reads)
+	}
+}
