@@ -715,7 +715,7 @@ func (s *Sensor) open(spec protocols.Spec, t capture.Tuple) (*session, bool) {
 		started:   time.Now(),
 		base:      s.log,
 		maxEvents: s.cfg.Limits.MaxEventsPerSess,
-		observe:   s.observeEvent,
+		sensor:    s,
 		link:      s.linkFlow,
 		maxFiles:  s.cfg.Limits.MaxFilesPerSess,
 		maxFileB:  s.cfg.Limits.MaxFileBytesPerSess,

@@ -26,9 +26,9 @@ type session struct {
 	logp atomic.Pointer[slog.Logger]
 
 	maxEvents int
-	observe   func(*session, *protocols.Event) // event log and metrics
-	maxFiles  int                              // uploads kept per session
-	maxFileB  int64                            // bytes of uploads kept per session
+	sensor    *Sensor // observes every event (event log and metrics)
+	maxFiles  int     // uploads kept per session
+	maxFileB  int64   // bytes of uploads kept per session
 	// forget removes a UDP session from its service's flow table once it is complete.
 	forget func()
 	// link opens a linked session (see LinkFlow).
@@ -78,9 +78,7 @@ func (s *session) Emit(e protocols.Event) {
 	}
 	s.events = append(s.events, e)
 	s.mu.Unlock()
-	if s.observe != nil {
-		s.observe(s, &e)
-	}
+	s.sensor.observeEvent(s, &e) // a method, not a func value: e stays on the stack
 }
 
 // LinkFlow registers a further TCP connection of this attacker that the handler
