@@ -53,8 +53,8 @@ func NewStreamReader(size, maxBytes int, idle time.Duration) *StreamReader {
 	return &StreamReader{Buf: b[:0], backing: b, idle: idle, maxBytes: maxBytes}
 }
 
-// NewPooledStreamReader returns a reader that borrows its buffer (pool.Size() bytes,
-// at least the largest message) from pool while it has bytes to work on. Release
+// NewPooledStreamReader returns a reader that borrows its buffer (the pool's size, at
+// least the largest message) from pool while it has bytes to work on. Release
 // returns it when the session ends.
 func NewPooledStreamReader(pool *BufferPool, maxBytes int, idle time.Duration) *StreamReader {
 	return &StreamReader{pool: pool, idle: idle, maxBytes: maxBytes}
@@ -153,10 +153,7 @@ type BufferPool struct {
 // NewBufferPool returns a pool of size-byte buffers.
 func NewBufferPool(size int) *BufferPool { return &BufferPool{size: size} }
 
-// Size is the length of the pool's buffers.
-func (p *BufferPool) Size() int { return p.size }
-
-// Get returns a buffer of len Size (its contents are not cleared). The pointer is what
+// Get returns a buffer of the pool's size (its contents are not cleared). The pointer is what
 // Put takes back, so that lending allocates nothing.
 func (p *BufferPool) Get() *[]byte {
 	if b, ok := p.p.Get().(*[]byte); ok {
